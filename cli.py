@@ -1,0 +1,177 @@
+"""The ``onebit`` command line. Mistakes a user can fix print one ``error:`` line and exit with status 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from onebit.errors import OnebitError
+
+
+def emit(as_json: bool, payload: dict, lines: list[str]) -> None:
+    if as_json:
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        for line in lines:
+            click.echo(line)
+
+
+def arch_options(f):
+    f = click.option("--temperature", type=float, default=None, help="Logit temperature T (logits = GAP / T).")(f)
+    f = click.option("--abits", type=click.IntRange(0, 8), default=None,
+                     help="Activation bits 1..8 (hardware variants); 0 = float activations.")(f)
+    f = click.option("--act", type=click.Choice(["bn-relu", "srelu"]), default=None,
+                     help="bn-relu: BN without affine + ReLU; srelu: max(x, -1), no BN in the body.")(f)
+    f = click.option("--fp", is_flag=True, help="Full-precision weights (the baseline) instead of 1-bit.")(f)
+    f = click.option("--arch", default="tiny", show_default=True, help="tiny, wrn-20-10 or wrn-D-K.")(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="onebit")
+def cli():
+    """onebit: 1-bit-per-weight Wide ResNets from quantization-aware training to FPGA dataflow."""
+
+
+@cli.command()
+@arch_options
+@click.option("--in-channels", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--classes", type=click.IntRange(2), default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def summary(arch, fp, act, abits, temperature, in_channels, classes, as_json):
+    """Parameter counts and deployed sizes of an architecture."""
+    from onebit.training.config import parse_arch
+    from onebit.training.model import build_model
+    from onebit.training.pack import packed_bytes, payload_bytes
+
+    cfg = parse_arch(arch, binary=False if fp else None, act=act, abits=abits, temperature=temperature,
+                     in_channels=in_channels, num_classes=classes)
+    model = build_model(cfg)
+    params = sum(p.numel() for p in model.parameters())
+    binary = sum(m.weight.numel() for _, m in model.binary_convs())
+    payload = payload_bytes(model)
+    packed = len(packed_bytes(model))
+    float_bytes = 4 * sum(t.numel() for k, t in model.state_dict().items() if not k.endswith("num_batches_tracked"))
+    info = {"arch": cfg.name, "description": cfg.describe(), "config": cfg.to_dict(), "params": params,
+            "binary_params": binary, "packed_bytes": packed, **payload, "float_bytes": float_bytes,
+            "compression": round(float_bytes / packed, 2)}
+    emit(as_json, info, [
+        f"{cfg.describe()}",
+        f"  parameters        {params:,} ({binary:,} binary)",
+        f"  packed checkpoint {packed:,} bytes ({packed / 2**20:.2f} MiB)",
+        f"  float32 weights   {float_bytes:,} bytes ({float_bytes / 2**20:.2f} MiB), {info['compression']}x larger",
+    ])
+
+
+@cli.command()
+@click.option("--data", default="digits", show_default=True,
+              help="digits, fashion-mnist, or KIND:PATH / PATH (cifar10, cifar100, mnist, svhn, folder).")
+@arch_options
+@click.option("--epochs", type=click.IntRange(1), default=None,
+              help="Epochs (default: the sum of the SGDR periods, 2+4+8+16 = 30).")
+@click.option("--sgdr", default=None, help="SGDR periods in epochs, e.g. 2,4,8,16.")
+@click.option("--batch-size", type=click.IntRange(1), default=125, show_default=True)
+@click.option("--lr", type=float, default=0.1, show_default=True)
+@click.option("--wd", type=float, default=5e-4, show_default=True, help="Weight decay.")
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-augment", is_flag=True, help="Train without flips, shifts and cutout.")
+@click.option("--cutout", type=click.IntRange(0), default=None, help="Cutout side in pixels (0 = off).")
+@click.option("--shift", type=click.IntRange(0), default=None, help="Largest random shift in pixels.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the training step.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Run folder (default runs/<arch>-<data>).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+def train(data, arch, fp, act, abits, temperature, epochs, sgdr, batch_size, lr, wd, momentum, seed, no_augment,
+          cutout, shift, device, compile_, out, resume, quiet, as_json):
+    """Train a 1-bit WRN (runs under torchrun too). The run folder holds checkpoint, metrics and curves."""
+    from onebit.training.schedule import parse_periods
+    from onebit.training.trainer import TrainConfig, load_train_config
+    from onebit.training.trainer import train as run_training
+
+    out = Path(out) if out else Path("runs") / f"{arch}-{Path(data).name.replace(':', '-')}"
+    if resume and (out / "config.json").is_file():
+        cfg = load_train_config(out)
+    else:
+        cfg = TrainConfig(data=data, arch=arch, fp=fp, act=act, abits=abits, temperature=temperature,
+                          epochs=epochs, sgdr=parse_periods(sgdr) if sgdr else None, batch_size=batch_size,
+                          lr=lr, momentum=momentum, weight_decay=wd, seed=seed, augment=not no_augment,
+                          shift=shift, cutout=cutout, device=device, compile=compile_)
+    result = run_training(cfg, out, resume=resume, quiet=quiet or as_json)
+    emit(as_json, result, [
+        f"{result['arch']} on {result['dataset']}: test accuracy {100 * result['test_acc']:.2f} % after "
+        f"{result['epochs']} epochs ({result['train_time_s']:.1f} s training)",
+        f"run folder: {result['run']}",
+    ])
+
+
+@cli.command("eval")
+@click.argument("run", type=click.Path())
+@click.option("--packed", is_flag=True, help="Evaluate RUN/packed.npz (or RUN itself if it is a .npz file).")
+@click.option("--data", default=None, help="Dataset (default: the one the run was trained on).")
+@click.option("--batch-size", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def eval_cmd(run, packed, data, batch_size, as_json):
+    """Test accuracy of a run's checkpoint, or of its packed 1-bit checkpoint."""
+    from onebit.training.checkpoint import PACKED, load_model
+    from onebit.training.data import load_dataset
+    from onebit.training.pack import load_packed
+    from onebit.training.trainer import evaluate
+
+    run_path = Path(run)
+    if packed:
+        source = run_path if run_path.suffix == ".npz" else run_path / PACKED
+        model, meta = load_packed(source)
+        data = data or meta.get("data")
+    else:
+        model, state = load_model(run_path)
+        source = run_path
+        data = data or state.get("train", {}).get("data")
+    if not data:
+        raise OnebitError(f"{source}: the dataset it was trained on is not recorded; pass --data")
+    ds = load_dataset(data)
+    result = evaluate(model, ds.x_test, ds.y_test, batch_size)
+    info = {"source": str(source), "dataset": ds.name, "test_images": int(len(ds.y_test)),
+            "test_acc": result["acc"], "test_loss": result["loss"], "packed": packed}
+    emit(as_json, info, [f"{source}: test accuracy {100 * result['acc']:.2f} % on {len(ds.y_test)} {ds.name} images"])
+
+
+@cli.command()
+@click.argument("run", type=click.Path())
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Output file (default RUN/packed.npz).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def pack(run, out, as_json):
+    """Store each binary weight as one bit (np.packbits) plus the few float tensors, in a .npz."""
+    from onebit.training.checkpoint import PACKED, load_model
+    from onebit.training.pack import save_packed
+
+    model, state = load_model(run)
+    out = Path(out) if out else Path(run) / PACKED
+    size = save_packed(model, out, {"data": state.get("train", {}).get("data"), "epoch": state.get("epoch")})
+    float_bytes = 4 * sum(t.numel() for k, t in model.state_dict().items() if not k.endswith("num_batches_tracked"))
+    info = {"packed": str(out), "packed_bytes": size, "float_bytes": float_bytes,
+            "compression": round(float_bytes / size, 2)}
+    emit(as_json, info, [f"{out}: {size:,} bytes ({float_bytes / size:.1f}x smaller than float32 weights)"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="onebit", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except OnebitError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,20 @@
+"""User-facing errors: one type per kind of mistake, each message names what is wrong and where.
+
+The CLI prints ``error: <message>`` on one line and exits with status 2 for any of these.
+"""
+
+
+class OnebitError(Exception):
+    """Base class for mistakes a user can fix (bad path, flag, file); never a bug in onebit."""
+
+
+class ConfigError(OnebitError):
+    """An architecture name, flag or option value that is not valid."""
+
+
+class DataError(OnebitError):
+    """A dataset path that is missing, or a file that does not have the expected layout."""
+
+
+class CheckpointError(OnebitError):
+    """A run folder or checkpoint file that is missing, corrupt or does not match the model."""

@@ -1,0 +1,74 @@
+"""Run folders and checkpoints.
+
+A run folder holds ``config.json`` (how it was trained), ``checkpoint.pt`` (the latest epoch: model,
+optimizer, schedule position, RNG states, metrics; rewritten atomically every epoch), ``metrics.jsonl``,
+``curves.png`` and, after ``onebit pack``, ``packed.npz``. Checkpoints contain only tensors and plain
+Python values and are read with ``torch.load(weights_only=True)``: opening a file never runs its code.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from onebit.atomic import write_bytes
+from onebit.errors import CheckpointError
+from onebit.training.config import ArchConfig
+from onebit.training.model import WRN, build_model
+
+CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+CURVES = "curves.png"
+PACKED = "packed.npz"
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint; expected a file written by 'onebit train'")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable onebit checkpoint ({first})") from None
+    if not isinstance(state, dict) or "model" not in state or "arch" not in state:
+        raise CheckpointError(f"{path}: not a onebit checkpoint; expected keys 'model' and 'arch'")
+    return state
+
+
+def resolve_checkpoint(run: str | Path) -> Path:
+    """A run folder or a checkpoint file -> the checkpoint file."""
+    run = Path(run)
+    if run.is_dir():
+        return run / CHECKPOINT
+    if run.exists():
+        return run
+    raise CheckpointError(f"{run}: no such run folder or checkpoint")
+
+
+def model_from_state(state: dict, source: Path | str = "checkpoint") -> WRN:
+    arch = ArchConfig.from_dict(state["arch"])
+    model = build_model(arch)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"{source}: weights do not match {arch.describe()} ({first})") from None
+    return model.eval()
+
+
+def load_model(run: str | Path) -> tuple[WRN, dict]:
+    path = resolve_checkpoint(run)
+    state = load_checkpoint(path)
+    return model_from_state(state, path), state

@@ -1,0 +1,109 @@
+"""The deployment checkpoint: one bit per binary weight (``np.packbits``) plus the few non-binary tensors.
+
+Stored as an ``.npz`` (a zip of ``.npy`` arrays, read with ``allow_pickle=False``: no code runs on load):
+
+- ``meta``: UTF-8 JSON (format, architecture, dataset, per-tensor shapes);
+- ``bits/<conv>.weight``: packed sign bits (1 = +1, 0 = -1) of each binary conv, C order;
+- ``float/<name>``: every other parameter and buffer (BN statistics, the input BN, float weights).
+
+The forward pass depends on a binary weight only through its sign, so unpacking to ``+-1`` latent
+weights reproduces the full checkpoint's predictions exactly.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from onebit.atomic import write_bytes
+from onebit.errors import CheckpointError
+from onebit.training.config import ArchConfig
+from onebit.training.model import WRN, build_model
+
+PACK_FORMAT = "onebit-packed-v1"
+
+
+def pack_arrays(model: WRN, extra_meta: dict | None = None) -> dict[str, np.ndarray]:
+    binary = {f"{name}.weight" for name, _ in model.binary_convs()}
+    arrays: dict[str, np.ndarray] = {}
+    shapes: dict[str, list[int]] = {}
+    for name, tensor in model.state_dict().items():
+        if name.endswith("num_batches_tracked"):
+            continue
+        value = tensor.detach().cpu().numpy()
+        shapes[name] = list(value.shape)
+        if name in binary:
+            arrays[f"bits/{name}"] = np.packbits((value >= 0).reshape(-1))
+        else:
+            arrays[f"float/{name}"] = np.ascontiguousarray(value, dtype=np.float32)
+    meta = {"format": PACK_FORMAT, "arch": model.cfg.to_dict(), "shapes": shapes, **(extra_meta or {})}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    return arrays
+
+
+def packed_bytes(model: WRN, extra_meta: dict | None = None) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **pack_arrays(model, extra_meta))
+    return buf.getvalue()
+
+
+def save_packed(model: WRN, path: str | Path, extra_meta: dict | None = None) -> int:
+    data = packed_bytes(model, extra_meta)
+    write_bytes(path, data)
+    return len(data)
+
+
+def payload_bytes(model: WRN) -> dict:
+    """Sizes without the container: bits of binary weights, bytes of float32 tensors."""
+    binary = {f"{name}.weight" for name, _ in model.binary_convs()}
+    bits = floats = 0
+    for name, tensor in model.state_dict().items():
+        if name.endswith("num_batches_tracked"):
+            continue
+        if name in binary:
+            bits += (tensor.numel() + 7) // 8 * 8
+        else:
+            floats += tensor.numel()
+    return {"binary_bytes": bits // 8, "float_tensor_bytes": 4 * floats}
+
+
+def load_packed(path: str | Path) -> tuple[WRN, dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such packed checkpoint; expected a file written by 'onebit pack'")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise CheckpointError(f"{path}: not a readable packed checkpoint ({e})") from None
+    try:
+        meta = json.loads(arrays.pop("meta").tobytes().decode())
+    except (KeyError, UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{path}: no readable 'meta' entry; expected a file written by 'onebit pack'") from None
+    if meta.get("format") != PACK_FORMAT:
+        raise CheckpointError(f"{path}: format {meta.get('format')!r}, expected {PACK_FORMAT!r}")
+    model = build_model(ArchConfig.from_dict(meta["arch"]))
+    state = {}
+    for name, ref in model.state_dict().items():
+        if name.endswith("num_batches_tracked"):
+            state[name] = ref
+            continue
+        shape = tuple(meta["shapes"].get(name, ()))
+        if f"bits/{name}" in arrays:
+            n = int(np.prod(shape))
+            bits = np.unpackbits(arrays[f"bits/{name}"], count=n)
+            state[name] = torch.from_numpy(np.where(bits == 1, 1.0, -1.0).astype(np.float32).reshape(shape))
+        elif f"float/{name}" in arrays:
+            state[name] = torch.from_numpy(arrays[f"float/{name}"].copy())
+        else:
+            raise CheckpointError(f"{path}: tensor {name!r} is missing for {model.cfg.describe()}")
+        if tuple(state[name].shape) != tuple(ref.shape):
+            raise CheckpointError(f"{path}: tensor {name!r} has shape {tuple(state[name].shape)}, "
+                                  f"expected {tuple(ref.shape)}")
+    model.load_state_dict(state)
+    return model.eval(), meta

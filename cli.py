@@ -104,6 +104,8 @@ def train(data, arch, fp, act, abits, temperature, epochs, sgdr, batch_size, lr,
                           lr=lr, momentum=momentum, weight_decay=wd, seed=seed, augment=not no_augment,
                           shift=shift, cutout=cutout, device=device, compile=compile_)
     result = run_training(cfg, out, resume=resume, quiet=quiet or as_json)
+    if result["rank"] != 0:  # under torchrun only rank 0 reports
+        return
     emit(as_json, result, [
         f"{result['arch']} on {result['dataset']}: test accuracy {100 * result['test_acc']:.2f} % after "
         f"{result['epochs']} epochs ({result['train_time_s']:.1f} s training)",

@@ -308,12 +308,19 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(train_err=f"{stats['train_err']:.3f}", test_acc=f"{test['acc']:.4f}")
         bar.close()
+        if self.dist.world > 1:
+            import torch.distributed
+
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
         return self.summary()
 
     def summary(self) -> dict:
         last = self.metrics[-1] if self.metrics else {}
         return {
             "run": str(self.out),
+            "rank": self.dist.rank,
+            "world_size": self.dist.world,
             "arch": self.arch.describe(),
             "dataset": self.ds.name,
             "epochs": self.epoch,

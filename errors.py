@@ -18,3 +18,19 @@ class DataError(OnebitError):
 
 class CheckpointError(OnebitError):
     """A run folder or checkpoint file that is missing, corrupt or does not match the model."""
+
+
+class GraphError(OnebitError):
+    """An ONNX/QONNX file that is missing, truncated or corrupt, or an input that does not fit the graph."""
+
+
+class UnsupportedError(OnebitError):
+    """A graph node that cannot be lowered; the message names the node and the reason."""
+
+
+class FoldingError(OnebitError):
+    """A folding (PE/SIMD) request or target that cannot be met."""
+
+
+class ParityError(OnebitError):
+    """Two stages of the pipeline disagree on the same inputs."""

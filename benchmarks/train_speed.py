@@ -1,7 +1,8 @@
 """Training-step throughput of WRN-20-10: onebit's Brevitas 1-bit QAT model against plain-PyTorch float.
 
 One training step = forward + cross-entropy + backward + SGD step (momentum 0.9, weight decay 5e-4), on a fixed
-random batch of shape (N, 3, 32, 32) in [0, 1] (the model's ``pixel / 255`` input) with 10 classes. Models:
+random batch of shape (N, 3, 32, 32) (``--image-size`` changes 32) in [0, 1] (the model's ``pixel / 255`` input),
+10 classes. Models:
 
 * ``qat-1bit``     -- ``build_model(parse_arch('wrn-20-10'))``: 1-bit weights (Brevitas), float activations;
 * ``qat-1bit-a4``  -- the same with 4-bit activations (``abits=4``, Brevitas activation quantizers);
@@ -99,8 +100,8 @@ class PlainWRN(nn.Module):
         return x.mean(dim=(2, 3)) * self.inv_temperature
 
 
-def make_model(name: str, arch: str, act: str | None) -> tuple[nn.Module, str]:
-    common = dict(act=act, in_channels=3, num_classes=NUM_CLASSES, image_size=32)
+def make_model(name: str, arch: str, act: str | None, image_size: int = 32) -> tuple[nn.Module, str]:
+    common = dict(act=act, in_channels=3, num_classes=NUM_CLASSES, image_size=image_size)
     if name == "qat-1bit":
         cfg = parse_arch(arch, abits=0, **common)
         return build_model(cfg), cfg.describe() + " (onebit, Brevitas)"
@@ -173,8 +174,8 @@ class Bench:
     def __init__(self, name: str, args, device: torch.device, x: torch.Tensor, y: torch.Tensor):
         self.name, self.args, self.device, self.x, self.y = name, args, device, x, y
         torch.manual_seed(args.seed)
-        model, description = make_model(name, args.arch, args.act)
-        macs = conv_macs_per_image(model)
+        model, description = make_model(name, args.arch, args.act, args.image_size)
+        macs = conv_macs_per_image(model, args.image_size)
         params = sum(p.numel() for p in model.parameters())
         model = model.to(device).train()
         if args.channels_last:
@@ -226,7 +227,9 @@ class Bench:
         r["step_time_s"] = sum(times) / len(times)
         r["step_time_median_s"] = statistics.median(times)
         r["step_time_min_s"] = min(times)
-        r["images_per_s"] = args.batch_size * len(times) / sum(times)
+        # the median step: robust to the odd step slowed by other processes (the mean is kept too)
+        r["images_per_s"] = args.batch_size / r["step_time_median_s"]
+        r["images_per_s_mean"] = args.batch_size * len(times) / sum(times)
         flops_img = 3 * 2 * r["conv_macs_per_image"]
         r["train_flops_per_image"] = flops_img
         r["achieved_tflops"] = flops_img * r["images_per_s"] / 1e12
@@ -367,8 +370,9 @@ def parse_args(argv=None):
                    help="activation of every model (default: the preset's, srelu for wrn-20-10)")
     p.add_argument("--models", default=",".join(DEFAULT_MODELS),
                    help=f"comma-separated subset of {', '.join(ALL_MODELS)}")
+    p.add_argument("--image-size", type=int, default=32, help="input is (N, 3, S, S)")
     p.add_argument("--batch-size", type=int, default=None, help="default 16 on cpu, 256 on cuda")
-    p.add_argument("--steps", type=int, default=None, help="timed steps per model (default 3 cpu, 20 cuda)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per model (default 5 cpu, 20 cuda)")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 1 cpu, 5 cuda)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (as the trainer does on cuda)")
     p.add_argument("--channels-last", action="store_true")
@@ -390,7 +394,7 @@ def parse_args(argv=None):
     if cuda and not torch.cuda.is_available():
         p.error("--device cuda: CUDA is not available on this machine")
     args.batch_size = args.batch_size or (256 if cuda else 16)
-    args.steps = args.steps if args.steps is not None else (20 if cuda else 3)
+    args.steps = args.steps if args.steps is not None else (20 if cuda else 5)
     args.warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
     if args.compile:
         args.warmup = max(args.warmup, 2)  # the first calls compile
@@ -413,7 +417,7 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     gen = torch.Generator().manual_seed(args.seed)
-    x = torch.rand(args.batch_size, 3, 32, 32, generator=gen)
+    x = torch.rand(args.batch_size, 3, args.image_size, args.image_size, generator=gen)
     y = torch.randint(0, NUM_CLASSES, (args.batch_size,), generator=gen)
     x, y = x.to(device), y.to(device)
     if args.channels_last:
@@ -428,18 +432,20 @@ def main(argv=None) -> dict:
     ratios = {}
     for r in results:
         if ref is not None:
-            r["step_time_ratio_vs_float"] = r["step_time_s"] / ref["step_time_s"]
+            r["step_time_ratio_vs_float"] = r["step_time_median_s"] / ref["step_time_median_s"]
+            r["step_time_ratio_vs_float_mean"] = r["step_time_s"] / ref["step_time_s"]
+            r["step_time_ratio_vs_float_min"] = r["step_time_min_s"] / ref["step_time_min_s"]
             if r["model"].startswith("qat"):
                 ratios[f"{r['model']}/float"] = r["step_time_ratio_vs_float"]
 
     arch = parse_arch(args.arch, act=args.act)
     payload = {
         "benchmark": "train_speed",
-        "what": "images/s of one training step (forward + cross-entropy + backward + SGD momentum/wd step) "
-                "on a fixed random batch; conv FLOPs analytic (2*MACs fwd, x3 fwd+bwd)",
+        "what": "images/s (batch / median step time) of one training step (forward + cross-entropy + backward + "
+                "SGD momentum/wd step) on a fixed random batch; conv FLOPs analytic (2*MACs fwd, x3 fwd+bwd)",
         "command": command_line(),
         "machine": machine_info(args.device),
-        "settings": {"arch": args.arch, "act": arch.act, "input_shape": [args.batch_size, 3, 32, 32],
+        "settings": {"arch": args.arch, "act": arch.act, "input_shape": [args.batch_size, 3, args.image_size, args.image_size],
                      "num_classes": NUM_CLASSES, "batch_size": args.batch_size, "steps": args.steps,
                      "warmup": args.warmup, "bf16": args.bf16, "channels_last": args.channels_last,
                      "compile": args.compile, "peak_tflops": args.peak_tflops, "seed": args.seed},
@@ -451,22 +457,28 @@ def main(argv=None) -> dict:
     }
     write_json(Path(args.out), payload)
 
-    headers = ["model", "images/s", "ms/step", "ratio vs float", "TFLOP/s"] + (["MFU"] if args.peak_tflops else [])
+    headers = ["model", "images/s", "ms/step (median)", "ms/step (min)", "ratio vs float", "TFLOP/s"]
+    headers += ["MFU"] if args.peak_tflops else []
     rows = []
     for r in results:
         row = [r["model"] + (" (compiled)" if r.get("compiled") else ""), f"{r['images_per_s']:.1f}",
-               f"{r['step_time_s'] * 1e3:.1f}",
+               f"{r['step_time_median_s'] * 1e3:.1f}", f"{r['step_time_min_s'] * 1e3:.1f}",
                f"{r['step_time_ratio_vs_float']:.2f}x" if "step_time_ratio_vs_float" in r else "-",
                f"{r['achieved_tflops']:.3f}"]
         if args.peak_tflops:
             row.append(f"{100 * r['mfu']:.1f} %")
         rows.append(row)
     m = payload["machine"]
+    cuda_dev = device.type == "cuda"
     print()
     print(f"{args.arch} ({arch.act}) training step, batch {args.batch_size}, device {m['device_name']}"
           f"{', bf16' if args.bf16 else ''}{', channels_last' if args.channels_last else ''}; "
           f"{results[0]['train_flops_per_image'] / 1e9:.2f} GFLOP/image (fwd+bwd conv)")
     print(format_table(headers, rows))
+    print("images/s and ratios from the median step time; ratio = step time / float's step time")
+    if not cuda_dev and max(load_before[0], load_after[0]) > 0.5 * (os.cpu_count() or 1):
+        print(f"note: load average {load_before[0]:.1f} -> {load_after[0]:.1f} on {os.cpu_count()} CPUs: "
+              f"other processes share this machine, timings are noisy")
     print(f"\nwrote {args.out}")
     for r in results:
         if "profile" in r:

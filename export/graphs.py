@@ -1,0 +1,85 @@
+"""Loading, cleaning and executing ONNX/QONNX graphs, with one-line errors for bad files."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import onnx
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.core.onnx_exec import execute_onnx
+from qonnx.transformation.base import Transformation
+from qonnx.transformation.fold_constants import FoldConstants
+from qonnx.transformation.general import GiveUniqueNodeNames, RemoveUnusedTensors
+from qonnx.transformation.infer_datatypes import InferDataTypes
+from qonnx.transformation.infer_shapes import InferShapes
+
+from onebit.errors import GraphError
+
+
+def load_model(path: str | Path) -> ModelWrapper:
+    """Read an ONNX file; a missing, truncated or non-ONNX file raises GraphError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise GraphError(f"{path}: no such ONNX file")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as e:  # protobuf raises DecodeError, but truncation can surface as others
+        raise GraphError(f"{path}: not a readable ONNX model ({type(e).__name__}: {str(e)[:120]})") from None
+    if not proto.graph.node:
+        raise GraphError(f"{path}: the ONNX model has no nodes (empty or truncated file)")
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as e:
+        first = str(e).strip().splitlines()[0][:160]
+        if "custom" not in first.lower() and "domain" not in first.lower():
+            raise GraphError(f"{path}: invalid ONNX model ({first})") from None
+    return ModelWrapper(proto)
+
+
+class RemoveInitializerInputs(Transformation):
+    """Drop graph inputs that are initializers (torch's dynamo exporter lists parameters as inputs)."""
+
+    def apply(self, model):
+        inits = {i.name for i in model.graph.initializer}
+        extra = [i for i in model.graph.input if i.name in inits]
+        for i in extra:
+            model.graph.input.remove(i)
+        return model, False
+
+
+def clean(model: ModelWrapper) -> ModelWrapper:
+    """qonnx's standard tidy-up: shapes, constant folding (quantizers kept), unique names, data types."""
+    for t in (RemoveInitializerInputs(), InferShapes(), FoldConstants(exclude_op_types=["Quant", "BipolarQuant"]),
+              RemoveUnusedTensors(), GiveUniqueNodeNames(), InferShapes(), InferDataTypes()):
+        model = model.transform(t)
+    return model
+
+
+def with_batch(model: ModelWrapper, n: int) -> ModelWrapper:
+    """A copy of ``model`` whose first input and outputs have batch size ``n``."""
+    m = ModelWrapper(copy.deepcopy(model.model))
+    del m.graph.value_info[:]
+    for vi in list(m.graph.input[:1]) + list(m.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        if dims:
+            dims[0].ClearField("dim_param")
+            dims[0].dim_value = n
+    return m.transform(InferShapes())
+
+
+def check_input(model: ModelWrapper, x: np.ndarray, source: str = "input") -> None:
+    name = model.graph.input[0].name
+    expected = model.get_tensor_shape(name)
+    if expected is not None and list(x.shape[1:]) != list(expected[1:]):
+        raise GraphError(f"{source}: graph input {name!r} expects shape (N, {', '.join(map(str, expected[1:]))}), "
+                         f"got {tuple(x.shape)}")
+
+
+def run(model: ModelWrapper, x: np.ndarray, return_all: bool = False):
+    """Execute a whole batch with qonnx (standard ops through onnxruntime, custom ops in numpy)."""
+    check_input(model, x)
+    batched = with_batch(model, len(x))
+    ctx = execute_onnx(batched, {batched.graph.input[0].name: x}, return_full_exec_context=return_all)
+    return ctx if return_all else ctx[batched.graph.output[0].name]

@@ -1,0 +1,151 @@
+"""The base class of every dataflow (HW) layer: one class per op holds everything about it.
+
+Each op is a qonnx ``CustomOp`` (so qonnx and FINN+ can execute graphs holding onebit's own ops) with
+FINN's attribute names, plus what the simulator and the hardware build need:
+
+- ``input_shapes`` / ``output_shape`` (NHWC, batch 1) and their folded forms, stream widths in bits;
+- ``execute(inputs)``: bit-exact numpy over a whole batch of frames (leading axis N);
+- ``exp_cycles()``: cycles per frame, FINN's formula; ``folding()``: the PE/SIMD attributes and what they must
+  divide; ``resources()``: a LUT/memory estimate for the folding search.
+
+Tensors are float32 containers holding integers; ``DataType`` names (qonnx) annotate them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from onnx import helper
+from qonnx.core.datatype import DataType
+from qonnx.custom_op.base import CustomOp
+
+FINN_DOMAIN = "finn.custom_op.fpgadataflow"
+ONEBIT_DOMAIN = "onebit.export.dataflow.ops"
+
+
+class HWOp(CustomOp):
+    """Common behaviour; subclasses declare ``attrs`` and implement the shape/execute/cycle methods."""
+
+    op_type = ""
+    domain = FINN_DOMAIN
+    #: op-specific FINN attributes: name -> (type, required, default)
+    attrs: dict = {}
+
+    # ----- qonnx CustomOp interface --------------------------------------------------------------------
+    def get_nodeattr_types(self):
+        common = {"backend": ("s", False, "fpgadataflow"), "inFIFODepths": ("ints", False, [2]),
+                  "outFIFODepths": ("ints", False, [2])}
+        return {**common, **self.attrs}
+
+    def make_shape_compatible_op(self, model):
+        return self.make_const_shape_op(self.output_shape())
+
+    def infer_node_datatype(self, model):
+        model.set_tensor_datatype(self.onnx_node.output[0], self.output_dtype())
+
+    def verify_node(self):
+        return []
+
+    def execute_node(self, context, graph):
+        ins = [context[name] for name in self.onnx_node.input if name]
+        outs = self.execute(ins)
+        for name, value in zip(self.onnx_node.output, outs):
+            context[name] = value.astype(np.float32).reshape(context[name].shape)
+
+    # ----- onebit interface -------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.onnx_node.name
+
+    def a(self, name):
+        return self.get_nodeattr(name)
+
+    def dt(self, name) -> DataType:
+        return DataType[self.get_nodeattr(name)]
+
+    def input_dtype(self, i: int = 0) -> DataType:
+        return self.dt("inputDataType")
+
+    def output_dtype(self) -> DataType:
+        return self.dt("outputDataType")
+
+    def input_shapes(self) -> list[tuple]:
+        raise NotImplementedError
+
+    def output_shape(self) -> tuple:
+        raise NotImplementedError
+
+    def stream_inputs(self) -> list[int]:
+        """Indices of inputs that are streams (the others are parameters: weights, thresholds)."""
+        return [0]
+
+    def fold_of_input(self, i: int = 0) -> int:
+        """Elements per beat on input stream ``i`` (PE or SIMD)."""
+        return self.fold_of_output()
+
+    def fold_of_output(self) -> int:
+        return int(self.a("PE"))
+
+    def folded_input_shape(self, i: int = 0) -> tuple:
+        shape = self.input_shapes()[i]
+        f = self.fold_of_input(i)
+        return (*shape[:-1], shape[-1] // f, f)
+
+    def folded_output_shape(self) -> tuple:
+        shape = self.output_shape()
+        f = self.fold_of_output()
+        return (*shape[:-1], shape[-1] // f, f)
+
+    def instream_width(self, i: int = 0) -> int:
+        return self.fold_of_input(i) * self.input_dtype(i).bitwidth()
+
+    def outstream_width(self) -> int:
+        return self.fold_of_output() * self.output_dtype().bitwidth()
+
+    def input_beats(self, i: int = 0) -> int:
+        """Stream transfers per frame on input ``i``."""
+        return int(np.prod(self.folded_input_shape(i)[1:-1]))
+
+    def output_beats(self) -> int:
+        return int(np.prod(self.folded_output_shape()[1:-1]))
+
+    def exp_cycles(self) -> int:
+        raise NotImplementedError
+
+    def folding(self) -> dict[str, int]:
+        """Folding attribute -> the number it must divide (e.g. ``{"PE": MH, "SIMD": MW}``)."""
+        return {}
+
+    def resources(self) -> dict:
+        """``{"LUT": ..., "mem_bits": ...}``: a first-order estimate used by the folding search."""
+        return {"LUT": 0, "mem_bits": 0}
+
+    def execute(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+
+def make_node(cls: type[HWOp], inputs: list[str], outputs: list[str], name: str, **attrs):
+    return helper.make_node(cls.op_type, inputs, outputs, name=name, domain=cls.domain, **attrs)
+
+
+def frames(x: np.ndarray, shape: tuple) -> np.ndarray:
+    """View a batch as ``(N, *shape[1:])`` (the op's batch-1 shape with the frames in front)."""
+    return x.reshape((-1, *shape[1:]))
+
+
+def multithreshold(x: np.ndarray, thresholds: np.ndarray, bias: float, scale: float = 1.0) -> np.ndarray:
+    """Channels-last thresholding: ``scale * #{t : x >= t} + bias`` with per-channel (or shared) thresholds."""
+    t = thresholds if thresholds.shape[0] > 1 else np.broadcast_to(thresholds, (x.shape[-1], thresholds.shape[1]))
+    counts = np.zeros(x.shape, dtype=np.int64)
+    for j in range(t.shape[1]):  # steps are few (<= 255); each pass is vectorised over frames and channels
+        counts += x >= t[:, j]
+    return scale * counts + bias
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def acc_bits_for(mw: int, ibits: int, signed: bool) -> int:
+    return int(math.ceil(math.log2(max(mw, 1)) + ibits + (0 if signed else 1)))

@@ -1,0 +1,99 @@
+"""The dataflow graph file and its reference executor.
+
+The file is an ONNX model whose nodes are HW layers (FINN op names and attributes, domain
+``finn.custom_op.fpgadataflow``; onebit's own ops in ``onebit.export.dataflow.ops``), NHWC, batch 1, with
+qonnx data-type annotations on every tensor and explicit shapes in ``value_info``. Metadata:
+
+- ``onebit.scores``: the tensor holding the class scores (integer accumulators) before LabelSelect;
+- ``onebit.score_scale``: float32 scale(s) that turn the scores into the source model's logits, up to the
+  float tail recorded in ``onebit.tail_ops`` (e.g. the 1/T of the logits).
+
+The executor runs the graph on a batch of frames with numpy, bit-exact, and can return every tensor
+(per-layer taps) so later stages can name the first layer and element that differ.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from qonnx.core.modelwrapper import ModelWrapper
+
+from onebit.errors import GraphError, UnsupportedError
+from onebit.export.dataflow.base import HWOp
+from onebit.export.dataflow.ops import OPS
+
+META_SCORES = "onebit.scores"
+META_SCORE_SCALE = "onebit.score_scale"
+META_TAIL = "onebit.tail_ops"
+
+
+def get_op(node) -> HWOp:
+    cls = OPS.get(node.op_type)
+    if cls is None:
+        raise UnsupportedError(f"node {node.name}: {node.op_type} is not a dataflow layer onebit knows; expected "
+                               f"one of {', '.join(sorted(OPS))}")
+    return cls(node)
+
+
+def ops(model: ModelWrapper) -> list[HWOp]:
+    return [get_op(n) for n in model.graph.node]
+
+
+def load_dataflow(path: str | Path) -> ModelWrapper:
+    from onebit.export.graphs import load_model
+
+    model = load_model(path)
+    for node in model.graph.node:
+        if node.op_type not in OPS:
+            raise GraphError(f"{path}: node {node.name} ({node.op_type}) is not a dataflow layer; expected a graph "
+                             f"written by 'onebit export' or 'onebit lower'")
+    return model
+
+
+def scores_name(model: ModelWrapper) -> str:
+    return model.get_metadata_prop(META_SCORES) or model.graph.output[0].name
+
+
+def score_scale(model: ModelWrapper) -> np.ndarray:
+    raw = model.get_metadata_prop(META_SCORE_SCALE)
+    return np.asarray(json.loads(raw) if raw else [1.0], np.float32)
+
+
+def input_shape(model: ModelWrapper) -> tuple:
+    return tuple(model.get_tensor_shape(model.graph.input[0].name))
+
+
+def check_frames(model: ModelWrapper, x: np.ndarray, source: str = "input") -> np.ndarray:
+    name = model.graph.input[0].name
+    shape = input_shape(model)
+    if x.ndim == len(shape) - 1:
+        x = x[None]
+    if tuple(x.shape[1:]) != shape[1:]:
+        raise GraphError(f"{source}: the dataflow graph's input {name!r} takes frames of shape "
+                         f"(N, {', '.join(map(str, shape[1:]))}) (NHWC), got {tuple(x.shape)}")
+    dt = model.get_tensor_datatype(name)
+    xi = np.asarray(x)
+    if not np.all(xi == np.round(xi)) or xi.min(initial=0) < dt.min() or xi.max(initial=0) > dt.max():
+        raise GraphError(f"{source}: input values must be integers in [{dt.min()}, {dt.max()}] ({dt.name}), got "
+                         f"[{xi.min()}, {xi.max()}]")
+    return xi.astype(np.float32)
+
+
+def execute(model: ModelWrapper, x: np.ndarray, taps: bool = False) -> dict[str, np.ndarray]:
+    """Run all frames of ``x`` (N, H, W, C) through the graph; returns the outputs, or every tensor with ``taps``."""
+    x = check_frames(model, x)
+    ctx: dict[str, np.ndarray] = {model.graph.input[0].name: x}
+    for init in model.graph.initializer:
+        ctx[init.name] = model.get_initializer(init.name)
+    for node in model.graph.node:
+        op = get_op(node)
+        outs = op.execute([ctx[i] for i in node.input])
+        n = x.shape[0]
+        for name, value in zip(node.output, outs):
+            ctx[name] = np.asarray(value, dtype=np.float32).reshape((n, *op.output_shape()[1:]))
+    if taps:
+        return ctx
+    wanted = [o.name for o in model.graph.output] + [scores_name(model)]
+    return {k: ctx[k] for k in wanted}

@@ -1,0 +1,45 @@
+"""DuplicateStreams: the residual fork; copies one stream to NumOutputStreams consumers in lockstep."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onebit.export.dataflow.base import HWOp
+
+
+class DuplicateStreams(HWOp):
+    op_type = "DuplicateStreams"
+    attrs = {
+        "NumChannels": ("i", True, 0), "PE": ("i", True, 1), "NumOutputStreams": ("i", True, 2),
+        "inputDataType": ("s", True, ""), "numInputVectors": ("ints", False, [1]),
+    }
+
+    def output_dtype(self):
+        return self.input_dtype()
+
+    def infer_node_datatype(self, model):
+        for out in self.onnx_node.output:
+            model.set_tensor_datatype(out, self.output_dtype())
+
+    def make_shape_compatible_op(self, model):
+        from onnx import helper
+
+        return helper.make_node("Split", [self.onnx_node.input[0]], list(self.onnx_node.output), axis=0)
+
+    def input_shapes(self):
+        return [(*self.a("numInputVectors"), self.a("NumChannels"))]
+
+    def output_shape(self):
+        return self.input_shapes()[0]
+
+    def folding(self):
+        return {"PE": self.a("NumChannels")}
+
+    def exp_cycles(self):
+        return int(np.prod(self.a("numInputVectors")) * self.a("NumChannels") // self.a("PE"))
+
+    def resources(self):
+        return {"LUT": 20 + self.a("PE") * self.input_dtype().bitwidth() // 2, "mem_bits": 0}
+
+    def execute(self, inputs):
+        return [inputs[0].copy() for _ in range(self.a("NumOutputStreams"))]

@@ -1,0 +1,51 @@
+"""StreamingDataWidthConverter: re-packs a stream from inWidth to outWidth bits per beat (values unchanged).
+Inserted between layers whose folding gives different stream widths."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from onebit.export.dataflow.base import HWOp
+
+
+class StreamingDataWidthConverter(HWOp):
+    op_type = "StreamingDataWidthConverter"
+    attrs = {
+        "inShape": ("ints", True, []), "outShape": ("ints", True, []), "inWidth": ("i", True, 0),
+        "outWidth": ("i", True, 0), "dataType": ("s", True, ""),
+    }
+
+    def input_dtype(self, i=0):
+        return self.dt("dataType")
+
+    def output_dtype(self):
+        return self.dt("dataType")
+
+    def input_shapes(self):
+        return [tuple(self.a("inShape"))]
+
+    def output_shape(self):
+        return tuple(self.a("outShape"))
+
+    def fold_of_input(self, i=0):
+        return self.a("inWidth") // self.input_dtype().bitwidth()
+
+    def fold_of_output(self):
+        return self.a("outWidth") // self.output_dtype().bitwidth()
+
+    def frame_bits(self) -> int:
+        return int(np.prod(self.a("inShape"))) * self.input_dtype().bitwidth()
+
+    def exp_cycles(self):
+        """One beat per cycle on the wider side's count: a frame passes in max(in beats, out beats) cycles."""
+        bits = self.frame_bits()
+        return max(bits // self.a("inWidth"), bits // self.a("outWidth"))
+
+    def resources(self):
+        w = math.lcm(self.a("inWidth"), self.a("outWidth"))
+        return {"LUT": w + 10, "mem_bits": 0}
+
+    def execute(self, inputs):
+        return [inputs[0].copy()]

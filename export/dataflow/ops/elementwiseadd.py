@@ -1,0 +1,52 @@
+"""ElementwiseAdd (FINN+'s successor of FINN's AddStreams): the residual join, an integer add of two streams
+of the same shape. onebit's executor also accepts the upstream FINN name ``AddStreams``."""
+
+from __future__ import annotations
+
+import numpy as np
+from qonnx.core.datatype import DataType
+
+from onebit.export.dataflow.base import HWOp
+
+
+class ElementwiseAdd(HWOp):
+    op_type = "ElementwiseAdd"
+    attrs = {
+        "lhs_dtype": ("s", True, ""), "rhs_dtype": ("s", True, ""), "out_dtype": ("s", True, ""),
+        "lhs_shape": ("ints", True, [1]), "rhs_shape": ("ints", True, [1]), "out_shape": ("ints", True, [1]),
+        "lhs_style": ("s", False, "input"), "rhs_style": ("s", False, "input"), "PE": ("i", False, 1),
+        "ram_style": ("s", False, "auto"), "mem_mode": ("s", False, "internal_embedded"),
+    }
+
+    def get_nodeattr_types(self):
+        types = super().get_nodeattr_types()
+        types["inFIFODepths"] = ("ints", False, [2, 2])
+        return types
+
+    def input_dtype(self, i=0):
+        return DataType[self.a("lhs_dtype" if i == 0 else "rhs_dtype")]
+
+    def output_dtype(self):
+        return self.dt("out_dtype")
+
+    def stream_inputs(self):
+        return [0, 1]
+
+    def input_shapes(self):
+        return [tuple(self.a("lhs_shape")), tuple(self.a("rhs_shape"))]
+
+    def output_shape(self):
+        return tuple(self.a("out_shape"))
+
+    def folding(self):
+        return {"PE": self.output_shape()[-1]}
+
+    def exp_cycles(self):
+        shape = self.output_shape()
+        return int(np.prod(shape[:-1]) * shape[-1] // self.a("PE"))
+
+    def resources(self):
+        return {"LUT": 20 + self.a("PE") * self.output_dtype().bitwidth(), "mem_bits": 0}
+
+    def execute(self, inputs):
+        return [inputs[0].astype(np.int64) + inputs[1].astype(np.int64)]

@@ -1,0 +1,43 @@
+"""StreamingFIFO: a ``depth``-beat FIFO on a stream (values unchanged); depths come from the simulator."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onebit.export.dataflow.base import HWOp
+
+
+class StreamingFIFO(HWOp):
+    op_type = "StreamingFIFO"
+    attrs = {
+        "depth": ("i", True, 2), "folded_shape": ("ints", True, []), "normal_shape": ("ints", True, []),
+        "dataType": ("s", True, ""), "ram_style": ("s", False, "auto"), "depth_monitor": ("i", False, 0),
+    }
+
+    def input_dtype(self, i=0):
+        return self.dt("dataType")
+
+    def output_dtype(self):
+        return self.dt("dataType")
+
+    def input_shapes(self):
+        return [tuple(self.a("normal_shape"))]
+
+    def output_shape(self):
+        return tuple(self.a("normal_shape"))
+
+    def fold_of_input(self, i=0):
+        return self.a("folded_shape")[-1]
+
+    def fold_of_output(self):
+        return self.a("folded_shape")[-1]
+
+    def exp_cycles(self):
+        return int(np.prod(self.a("folded_shape")[:-1]))
+
+    def resources(self):
+        bits = self.a("depth") * self.a("folded_shape")[-1] * self.input_dtype().bitwidth()
+        return {"LUT": 20 if self.a("depth") <= 32 else 40, "mem_bits": bits}
+
+    def execute(self, inputs):
+        return [inputs[0].copy()]

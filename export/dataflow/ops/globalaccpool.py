@@ -1,0 +1,46 @@
+"""GlobalAccPool: sums each channel over the whole feature map (global average pooling without the divide)."""
+
+from __future__ import annotations
+
+import numpy as np
+from qonnx.core.datatype import DataType
+
+from onebit.export.dataflow.base import HWOp
+
+
+class GlobalAccPool(HWOp):
+    op_type = "GlobalAccPool"
+    attrs = {
+        "NumChannels": ("i", True, 0), "PE": ("i", True, 1), "inputDataType": ("s", True, ""),
+        "numInputVectors": ("ints", False, [1]),
+    }
+
+    def output_dtype(self):
+        """FINN's rule: the smallest type holding H*W times the input's extreme value."""
+        vecs, idt = self.a("numInputVectors"), self.input_dtype()
+        n = int(np.prod(vecs[1:])) if len(vecs) == 3 else 1
+        return DataType.get_smallest_possible(n * (idt.min() if idt.signed() else idt.max()))
+
+    def input_shapes(self):
+        return [(*self.a("numInputVectors"), self.a("NumChannels"))]
+
+    def output_shape(self):
+        vecs = self.a("numInputVectors")
+        return (vecs[0], 1, 1, self.a("NumChannels")) if len(vecs) == 3 else (*vecs, self.a("NumChannels"))
+
+    def folding(self):
+        return {"PE": self.a("NumChannels")}
+
+    def exp_cycles(self):
+        c, pe = self.a("NumChannels"), self.a("PE")
+        return int(np.prod(self.a("numInputVectors")) * c // pe + c // pe)
+
+    def resources(self):
+        return {"LUT": 50 + self.a("PE") * self.output_dtype().bitwidth() * 2,
+                "mem_bits": self.a("NumChannels") * self.output_dtype().bitwidth()}
+
+    def execute(self, inputs):
+        x = inputs[0].reshape(-1, *self.a("numInputVectors")[1:], self.a("NumChannels"))
+        if x.ndim == 4:
+            return [x.astype(np.int64).sum(axis=(1, 2), keepdims=True)]
+        return [x]

@@ -1,0 +1,82 @@
+"""MVAU: matrix-vector-activation unit. ``y = threshold(x @ W)``; with 1-bit (BIPOLAR) weights each product is
+an add or a subtract. PE output channels and SIMD inputs are processed per cycle."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onebit.export.dataflow.base import HWOp, ceil_div, frames, multithreshold
+
+
+class MVAU(HWOp):
+    op_type = "MVAU"
+    attrs = {
+        "PE": ("i", True, 1), "SIMD": ("i", True, 1), "MW": ("i", True, 0), "MH": ("i", True, 0),
+        "resType": ("s", False, "lut"), "ActVal": ("i", False, 0),
+        "inputDataType": ("s", True, ""), "weightDataType": ("s", True, ""), "outputDataType": ("s", True, ""),
+        "accDataType": ("s", False, "INT32"), "binaryXnorMode": ("i", False, 0), "noActivation": ("i", False, 0),
+        "numInputVectors": ("ints", False, [1]), "mem_mode": ("s", False, "internal_decoupled"),
+        "ram_style": ("s", False, "auto"), "ram_style_thresholds": ("s", False, "auto"),
+        "runtime_writeable_weights": ("i", False, 0),
+    }
+
+    def vecs(self) -> list[int]:
+        return list(self.a("numInputVectors"))
+
+    def input_shapes(self):
+        return [(*self.vecs(), self.a("MW"))]
+
+    def output_shape(self):
+        return (*self.vecs(), self.a("MH"))
+
+    def fold_of_input(self, i=0):
+        return self.a("SIMD")
+
+    def fold_of_output(self):
+        return self.a("PE")
+
+    def has_thresholds(self) -> bool:
+        return not self.a("noActivation")
+
+    def exp_cycles(self):
+        return int(self.a("MH") // self.a("PE") * (self.a("MW") // self.a("SIMD")) * np.prod(self.vecs()))
+
+    def folding(self):
+        return {"PE": self.a("MH"), "SIMD": self.a("MW")}
+
+    def weight_bits(self) -> int:
+        return self.a("MW") * self.a("MH") * self.dt("weightDataType").bitwidth()
+
+    def resources(self):
+        """FINN-R's MVAU LUT model (as in FINN's MVAU_hls) and the weight and threshold memory in bits."""
+        pe, simd = self.a("PE"), self.a("SIMD")
+        wb, ab = self.dt("weightDataType").bitwidth(), self.input_dtype().bitwidth()
+        acc = self.dt("accDataType").bitwidth()
+        if wb == 1:  # a 1-bit weight selects add or subtract: no multiplier
+            mult = 0
+        else:
+            mult = simd * (2 * ceil_div(wb + ab, 6) - 1) * (wb + ab)
+        adder_tree = (wb + ab) * (2 * simd - 1)
+        tmem = self.a("MH") // pe
+        steps = 0
+        comp = 0
+        if self.has_thresholds():
+            steps = 2 ** self.output_dtype().bitwidth() - 1
+            comp = steps * acc
+        lut = int(300 + 1.1 * pe * (mult + adder_tree + acc + comp))
+        thr_bits = self.a("MH") * steps * acc
+        return {"LUT": lut, "mem_bits": self.weight_bits() + thr_bits, "weight_bits": self.weight_bits(),
+                "threshold_bits": thr_bits, "wmem_depth": self.a("MW") * self.a("MH") // (pe * simd),
+                "tmem_depth": tmem}
+
+    def execute(self, inputs):
+        x, w = inputs[0], inputs[1]
+        x = x.reshape(-1, *self.vecs()[1:], self.a("MW"))
+        exact32 = self.a("MW") * max(abs(self.input_dtype().min()), abs(self.input_dtype().max())) < 2**24
+        ftype = np.float32 if exact32 else np.float64  # integer sums below 2**24 are exact in float32 BLAS
+        acc = np.matmul(x.astype(ftype), w.astype(ftype))
+        if not self.has_thresholds():
+            return [acc]
+        odt = self.output_dtype()
+        scale, bias = (2.0, -1.0) if odt.name == "BIPOLAR" else (1.0, float(self.a("ActVal")))
+        return [multithreshold(acc, inputs[2], bias, scale)]

@@ -1,0 +1,72 @@
+"""ConvolutionInputGenerator (sliding-window generator): streams each kh x kw window of an unpadded NHWC
+feature map as one vector in (kh, kw, C) order, C innermost -- the rows of the MVAU's weight matrix. With
+``depthwise=1`` it feeds a Pool. SIMD channels are moved per cycle."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onebit.export.dataflow.base import HWOp, ceil_div, frames
+
+
+class ConvolutionInputGenerator(HWOp):
+    op_type = "ConvolutionInputGenerator"
+    attrs = {
+        "ConvKernelDim": ("ints", True, []), "IFMChannels": ("i", True, 0), "IFMDim": ("ints", True, []),
+        "OFMDim": ("ints", True, []), "SIMD": ("i", True, 1), "Stride": ("ints", True, [1, 1]),
+        "Dilation": ("ints", True, [1, 1]), "inputDataType": ("s", True, ""), "outputDataType": ("s", True, ""),
+        "depthwise": ("i", False, 0), "ram_style": ("s", False, "distributed"), "parallel_window": ("i", False, 0),
+        "is1D": ("i", False, 0), "dynamic_mode": ("i", False, 0),
+    }
+
+    def input_shapes(self):
+        h, w = self.a("IFMDim")
+        return [(1, h, w, self.a("IFMChannels"))]
+
+    def output_shape(self):
+        oh, ow = self.a("OFMDim")
+        kh, kw = self.a("ConvKernelDim")
+        return (1, oh, ow, kh * kw * self.a("IFMChannels"))
+
+    def fold_of_input(self, i=0):
+        return self.a("SIMD")
+
+    def fold_of_output(self):
+        return self.a("SIMD")
+
+    def folding(self):
+        return {"SIMD": self.a("IFMChannels")}
+
+    def buffer_depth(self) -> int:
+        """Beats the line buffer holds: (kh-1) full rows plus kw pixels, in units of C/SIMD."""
+        kh, kw = self.a("ConvKernelDim")
+        dh, dw = self.a("Dilation")
+        w = self.a("IFMDim")[1]
+        cf = self.a("IFMChannels") // self.a("SIMD")
+        return ((kh - 1) * dh * w + (kw - 1) * dw + 1) * cf
+
+    def exp_cycles(self):
+        """FINN's ConvolutionInputGenerator_rtl model (default style; 1x1 kernels stream straight through)."""
+        kh, kw = self.a("ConvKernelDim")
+        h, w = self.a("IFMDim")
+        oh, ow = self.a("OFMDim")
+        cf = self.a("IFMChannels") // self.a("SIMD")
+        if kh == kw == 1:
+            return h * w * cf + 2
+        return self.buffer_depth() + oh * max(ow * kw * kh * cf, self.a("Stride")[1] * w * cf)
+
+    def resources(self):
+        bits = self.a("SIMD") * self.input_dtype().bitwidth()
+        depth = self.buffer_depth()
+        return {"LUT": 300 + bits * ceil_div(depth, 38) // 4, "mem_bits": depth * bits}
+
+    def execute(self, inputs):
+        x = frames(inputs[0], self.input_shapes()[0])
+        kh, kw = self.a("ConvKernelDim")
+        sh, sw = self.a("Stride")
+        dh, dw = self.a("Dilation")
+        oh, ow = self.a("OFMDim")
+        taps = [x[:, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw, :]
+                for i in range(kh) for j in range(kw)]
+        out = np.stack(taps, axis=3)  # (N, OH, OW, kh*kw, C)
+        return [out.reshape(x.shape[0], oh, ow, -1)]

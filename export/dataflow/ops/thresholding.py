@@ -1,0 +1,46 @@
+"""Thresholding: per-channel multi-threshold activation ``y = #{t : x >= t} + ActVal`` (BIPOLAR: ``2y - 1``).
+Quantizers that follow no matrix product (the input BN, the residual stream's requantization) become this."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onebit.export.dataflow.base import HWOp, multithreshold
+
+
+class Thresholding(HWOp):
+    op_type = "Thresholding"
+    attrs = {
+        "PE": ("i", True, 1), "NumChannels": ("i", True, 0), "numSteps": ("i", True, 1),
+        "inputDataType": ("s", True, ""), "weightDataType": ("s", True, ""), "outputDataType": ("s", True, ""),
+        "numInputVectors": ("ints", False, [1]), "ActVal": ("i", False, 0),
+        "runtime_writeable_weights": ("i", False, 0),
+    }
+
+    def vecs(self):
+        return list(self.a("numInputVectors"))
+
+    def input_shapes(self):
+        return [(*self.vecs(), self.a("NumChannels"))]
+
+    def output_shape(self):
+        return (*self.vecs(), self.a("NumChannels"))
+
+    def exp_cycles(self):
+        return int(np.prod(self.vecs()) * self.a("NumChannels") // self.a("PE"))
+
+    def folding(self):
+        return {"PE": self.a("NumChannels")}
+
+    def resources(self):
+        tb = self.dt("weightDataType").bitwidth()
+        steps, pe = self.a("numSteps"), self.a("PE")
+        return {"LUT": int(self.input_dtype().bitwidth() * pe + pe * steps * 2), "mem_bits":
+                self.a("NumChannels") * steps * tb, "threshold_bits": self.a("NumChannels") * steps * tb}
+
+    def execute(self, inputs):
+        x, t = inputs
+        x = x.reshape(-1, *self.vecs()[1:], self.a("NumChannels"))
+        if self.output_dtype().name == "BIPOLAR":
+            return [multithreshold(x, t, -1.0, 2.0)]
+        return [multithreshold(x, t, float(self.a("ActVal")))]

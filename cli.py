@@ -162,6 +162,81 @@ def pack(run, out, as_json):
     emit(as_json, info, [f"{out}: {size:,} bytes ({float_bytes / size:.1f}x smaller than float32 weights)"])
 
 
+def print_parity(report: dict) -> list[str]:
+    lines = [f"parity on {report['frames']} frames:"]
+    pq = report.get("pytorch_vs_qonnx")
+    if pq:
+        lines.append(f"  PyTorch = QONNX            max |diff| {pq['max_abs_diff']:.2e}, argmax agree "
+                     f"{100 * pq['argmax_agreement']:.1f} %")
+    qi = report["qonnx_vs_integer"]
+    lines.append(f"  QONNX = integer graph      max |diff| {qi['max_abs_diff']:.2e}")
+    pi = report.get("pytorch_integer_view_vs_integer")
+    if pi:
+        lines.append(f"  PyTorch integer view      {'identical' if pi['identical'] else 'DIFFERENT'} scores")
+    idf = report["integer_vs_dataflow"]
+    lines.append(f"  integer = dataflow graph  scores {'identical' if idf['scores_identical'] else 'DIFFERENT'}, "
+                 f"labels {'identical' if idf['labels_identical'] else 'DIFFERENT'}")
+    return lines
+
+
+@cli.command("export")
+@click.argument("run", type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option("--frames", type=click.IntRange(1), default=None,
+              help="Test images used for the parity checks (default: the whole test set).")
+@click.option("--top-k", type=click.IntRange(1), default=1, show_default=True, help="Labels the graph outputs.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+def export_cmd(run, out, frames, top_k, as_json):
+    """Export a run to QONNX, an integer graph and a dataflow graph, checking each against the last."""
+    from onebit.export.pipeline import export_run
+
+    log = (lambda s: None) if as_json else (lambda s: click.echo(s, err=True))
+    report = export_run(run, out, frames=frames, top_k=top_k, log=log)
+    emit(as_json, report, [*print_parity(report),
+                           f"dataflow-graph accuracy on the test frames: "
+                           f"{100 * report['labels_vs_dataset']['test_accuracy']:.2f} %",
+                           f"wrote {out}/: {', '.join(report['files'].values())}, parity.json"])
+
+
+@cli.command("lower")
+@click.argument("file", type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default FILE stem).")
+@click.option("--frames", type=click.IntRange(1), default=16, show_default=True,
+              help="Random inputs of the input quantizer's type used for the parity checks.")
+@click.option("--input", "input_npy", type=click.Path(dir_okay=False), default=None,
+              help="Your own inputs (.npy, the QONNX graph's float input layout) instead of random ones.")
+@click.option("--top-k", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+def lower_cmd(file, out, frames, input_npy, top_k, as_json):
+    """Lower a QONNX file (e.g. exported from your own Brevitas model) to integer and dataflow graphs."""
+    import numpy as np
+
+    from onebit.errors import GraphError
+    from onebit.export.pipeline import lower_file
+
+    inputs = None
+    if input_npy:
+        try:
+            inputs = np.load(input_npy, allow_pickle=False).astype(np.float32)
+        except (OSError, ValueError) as e:
+            raise GraphError(f"--input {input_npy}: not a readable .npy array ({e})") from None
+    out = out or str(Path(file).with_suffix("")) + "_lowered"
+    log = (lambda s: None) if as_json else (lambda s: click.echo(s, err=True))
+    report = lower_file(file, out, frames=frames, inputs=inputs, top_k=top_k, log=log)
+    emit(as_json, report, [*print_parity(report), f"wrote {out}/: {', '.join(report['files'].values())}, parity.json"])
+
+
+def _register_optional_commands():
+    try:
+        from onebit.export.dataflow.fold_cli import fold
+    except ImportError:  # pragma: no cover - the folding module ships with the package
+        return
+    cli.add_command(fold)
+
+
+_register_optional_commands()
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="onebit", standalone_mode=False)

@@ -95,7 +95,10 @@ def train(data, arch, fp, act, abits, temperature, epochs, sgdr, batch_size, lr,
     from onebit.training.trainer import TrainConfig, load_train_config
     from onebit.training.trainer import train as run_training
 
-    out = Path(out) if out else Path("runs") / f"{arch}-{Path(data).name.replace(':', '-')}"
+    if not out:
+        variant = "".join(["-fp" if fp else "", f"-{act}" if act else "", f"-a{abits}" if abits is not None else ""])
+        out = Path("runs") / f"{arch}{variant}-{Path(data).name.replace(':', '-')}"
+    out = Path(out)
     if resume and (out / "config.json").is_file():
         cfg = load_train_config(out)
     else:

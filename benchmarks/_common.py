@@ -52,7 +52,6 @@ def machine_info(device: str | None = None) -> dict:
         affinity = None
     info = {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "hostname": platform.node(),
         "platform": platform.platform(),
         "processor": platform.processor(),
         "machine": platform.machine(),

@@ -144,7 +144,7 @@ def run_one(name: str, args, ds, out: Path, machine: dict) -> dict:
         "wall_time_s": wall,
         "train_images_per_s": images / train_time if train_time else None,
         "params": summary["params"],
-        "run_folder": str(run_dir),
+        "run_folder": str(run_dir.relative_to(out)),
         "metrics": metrics,
         "machine": machine,
         "onebit_version": machine.get("onebit"),
@@ -225,6 +225,8 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--batch-size", type=int, default=125)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch.set_num_threads before training (default: torch's own choice)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training step (as onebit train)")
     p.add_argument("--resume", action="store_true",
                    help="continue (or reuse, when complete) runs already in OUT/runs instead of starting afresh")
@@ -243,6 +245,10 @@ def main(argv=None) -> dict:
     out = Path(args.out) if args.out else RESULTS_DIR / "accuracy" / f"{slug}-{args.arch}"
     out.mkdir(parents=True, exist_ok=True)
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     ds = load_dataset(args.data)
     device = args.device
     if device == "auto":

@@ -49,10 +49,40 @@ class RemoveInitializerInputs(Transformation):
         return model, False
 
 
+class BatchFreeReshape(Transformation):
+    """Make a constant Reshape that keeps the batch axis independent of the batch size.
+
+    torch's dynamo exporter writes ``nn.Flatten``/``x.view(x.size(0), -1)`` of a batch-1 example as
+    ``Reshape(x, [1, K])``, which fails on a batch of N frames. When the target's other dims hold exactly
+    the input's non-batch elements, the leading 1 becomes -1 (the batch, whatever its size).
+    """
+
+    def apply(self, model):
+        for node in model.graph.node:
+            if node.op_type != "Reshape" or len(node.input) < 2:
+                continue
+            target = model.get_initializer(node.input[1])
+            in_shape = model.get_tensor_shape(node.input[0])
+            if target is None or in_shape is None or target.ndim != 1 or len(target) < 1 or not in_shape:
+                continue
+            target = target.astype(np.int64)
+            rest = [int(v) for v in target[1:]]
+            if int(target[0]) != 1 or in_shape[0] != 1 or -1 in rest or 0 in rest:
+                continue
+            if int(np.prod(rest)) != int(np.prod(in_shape[1:])):
+                continue
+            new = target.copy()
+            new[0] = -1
+            name = model.make_new_valueinfo_name()
+            model.set_initializer(name, new)
+            node.input[1] = name
+        return model, False
+
+
 def clean(model: ModelWrapper) -> ModelWrapper:
     """qonnx's standard tidy-up: shapes, constant folding (quantizers kept), unique names, data types."""
     for t in (RemoveInitializerInputs(), InferShapes(), FoldConstants(exclude_op_types=["Quant", "BipolarQuant"]),
-              RemoveUnusedTensors(), GiveUniqueNodeNames(), InferShapes(), InferDataTypes()):
+              BatchFreeReshape(), RemoveUnusedTensors(), GiveUniqueNodeNames(), InferShapes(), InferDataTypes()):
         model = model.transform(t)
     return model
 

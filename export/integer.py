@@ -422,11 +422,8 @@ def lower_conv(low: Lowering, node):
     scale = (np.asarray(x.scale, np.float32).reshape(-1)[0] * np.asarray(w.scale, np.float32)).astype(np.float32)
     if np.asarray(x.scale).size != 1:
         raise UnsupportedError(f"node {node.name} (Conv): per-channel input scale; expected one scale")
-    bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
     result = IntTensor(out, scale.reshape(-1), lo_out, hi_out, low.shape(node.output[0]))
-    low.set_int(node.output[0], result)
-    if bias is not None:
-        raise UnsupportedError(f"node {node.name} (Conv): a bias input; expected a bias-free conv")
+    low.set_int(node.output[0], _with_bias(low, node, result, 2, 1.0))
 
 
 @rule("MatMul", "Gemm")
@@ -435,8 +432,8 @@ def lower_matmul(low: Lowering, node):
     attrs = _attrs(node)
     w = low.weight_input(node, 1)
     wv = w.values.T if attrs.get("transB", 0) else w.values  # (in, out)
-    if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or (len(node.input) > 2 and node.input[2]):
-        raise UnsupportedError(f"node {node.name} ({node.op_type}): transA, alpha or a bias; expected x @ W")
+    if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0:
+        raise UnsupportedError(f"node {node.name} ({node.op_type}): transA or alpha != 1; expected x @ W (+ bias)")
     w_name = low.add_init(f"{node.name}_W", wv, DataType["BIPOLAR"] if set(np.unique(wv)) <= {-1.0, 1.0}
                           else dtype_for(wv.min(), wv.max()))
     out = low.emit("MatMul", [x.name, w_name], "matmul")
@@ -444,7 +441,30 @@ def lower_matmul(low: Lowering, node):
     hi_in = np.broadcast_to(np.asarray(x.hi, np.float64).reshape(-1), (wv.shape[0],))
     lo_out, hi_out = _range_matmul(lo_in, hi_in, wv.T, 0)
     scale = (np.asarray(x.scale, np.float32).reshape(-1)[0] * np.asarray(w.scale, np.float32)).reshape(-1)
-    low.set_int(node.output[0], IntTensor(out, scale, lo_out, hi_out, low.shape(node.output[0])))
+    result = IntTensor(out, scale, lo_out, hi_out, low.shape(node.output[0]))
+    low.set_int(node.output[0], _with_bias(low, node, result, 2, float(attrs.get("beta", 1.0))))
+
+
+def _with_bias(low: Lowering, node, result: IntTensor, index: int, beta: float) -> IntTensor:
+    """A Conv/Gemm bias (a float constant, or a quantized one) is a per-channel float Add after the integer
+    sum: it joins the chain, so the next quantizer's thresholds absorb it (or the float tail applies it)."""
+    name = node.input[index] if len(node.input) > index and node.input[index] else None
+    if name is None:
+        return result
+    v = low.values.get(name)
+    b = np.asarray(v.values * v.scale.reshape(_bcast(v.scale, v.values)), np.float32) if isinstance(v, IntWeight) \
+        else low.const(name)
+    if b is None:
+        raise UnsupportedError(f"node {node.name} ({node.op_type}): bias {name!r} is not a constant")
+    b = (np.asarray(b, np.float32).reshape(-1) * np.float32(beta)).astype(np.float32)
+    if b.size not in (1, result.channels):
+        raise UnsupportedError(f"node {node.name} ({node.op_type}): bias of shape {b.shape}; expected one value per "
+                               f"output channel")
+    b_name = low.fresh(f"{node.name}_bias")
+    low.src.set_initializer(b_name, b.reshape([1, -1] + [1] * (len(result.shape) - 2)))
+    add = helper.make_node("Add", [node.output[0] + "_nobias", b_name], [node.output[0]], name=f"{node.name}_bias_add")
+    result.chain = [add]
+    return result
 
 
 @rule("Add")

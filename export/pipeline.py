@@ -11,9 +11,10 @@ Parity, stage by stage:
 
 from __future__ import annotations
 
+import io
 import json
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -167,7 +168,9 @@ def export_model(model, codes: np.ndarray, float_input: np.ndarray, out: Path, p
                                            for i in range(0, len(float_input), 500)])
     with passes.step("export QONNX (Brevitas)"):
         tmp = out / ".export.onnx"
-        export_qonnx(model, torch.from_numpy(float_input[:1]), tmp)
+        # torch.onnx prints its progress on stdout; keep stdout for onebit's own report (``--json``).
+        with redirect_stdout(io.StringIO()):
+            export_qonnx(model, torch.from_numpy(float_input[:1]), tmp)
         qonnx = graphs.clean(graphs.load_model(tmp))
         tmp.unlink()
         save(qonnx, out / QONNX_FILE)
@@ -180,13 +183,16 @@ def export_model(model, codes: np.ndarray, float_input: np.ndarray, out: Path, p
 
 
 # ----- QONNX files from elsewhere ---------------------------------------------------------------------------
-def input_quantizer(qonnx: ModelWrapper):
+def input_quantizer(qonnx: ModelWrapper, source: str = "QONNX model"):
+    if not any(n.op_type in ("Quant", "BipolarQuant") for n in qonnx.graph.node):
+        raise UnsupportedError(f"{source}: the graph has no Quant or BipolarQuant nodes: a float model; expected a "
+                               f"quantized model (e.g. Brevitas, exported to QONNX)")
     name = qonnx.graph.input[0].name
     consumers = qonnx.find_consumers(name) or []
     quant = next((c for c in consumers if c.op_type == "Quant"), None)
     if quant is None:
-        raise UnsupportedError(f"graph input {name!r} feeds {[c.op_type for c in consumers]}; expected a Quant node "
-                               f"on the input (a quantized model)")
+        raise UnsupportedError(f"{source}: graph input {name!r} feeds {[c.op_type for c in consumers]}; expected a "
+                               f"Quant node on the input (a quantized model)")
     return quant
 
 
@@ -205,7 +211,7 @@ def lower_file(path: str | Path, out: str | Path, *, frames: int = 16, inputs: n
     passes = Passes(log)
     with passes.step("load and clean QONNX"):
         qonnx = graphs.clean(graphs.load_model(path))
-    quant = input_quantizer(qonnx)
+    quant = input_quantizer(qonnx, str(path))
     from onebit.export.integer import Lowering
 
     scale, zp, levels = quant_params(Lowering(qonnx), quant)

@@ -57,7 +57,8 @@ class _ScaledSignSTE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, w: Tensor, scale: Tensor) -> Tensor:
-        return torch.where(w >= 0, 1.0, -1.0).to(w.dtype) * scale
+        scale = scale.to(w.dtype)
+        return torch.where(w >= 0, scale, -scale)
 
     @staticmethod
     def backward(ctx, grad: Tensor):

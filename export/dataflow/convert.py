@@ -262,6 +262,10 @@ class Converter:
 
     def on_Flatten(self, node):
         x = self.stream(node)
+        out_shape = self.src.get_tensor_shape(node.output[0])
+        if out_shape is None or len(out_shape) != 2:
+            raise UnsupportedError(f"node {node.name} ({node.op_type}): output shape {out_shape}; expected a flatten "
+                                   f"to (N, features)")
         nchw = (x.shape[3], x.shape[1], x.shape[2]) if len(x.shape) == 4 and x.shape[1] * x.shape[2] > 1 else None
         self.streams[node.output[0]] = Stream(x.name, x.shape, x.dtype, nchw)
 

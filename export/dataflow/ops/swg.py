@@ -1,6 +1,7 @@
 """ConvolutionInputGenerator (sliding-window generator): streams each kh x kw window of an unpadded NHWC
 feature map as one vector in (kh, kw, C) order, C innermost -- the rows of the MVAU's weight matrix. With
-``depthwise=1`` it feeds a Pool. SIMD channels are moved per cycle."""
+``depthwise=1`` it feeds a Pool. SIMD channels are moved per cycle; with ``parallel_window=1`` (FINN's RTL SWG
+"parallel" style, which needs SIMD = IFMChannels and depthwise=0) a whole kh*kw*C window leaves per cycle."""
 
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ class ConvolutionInputGenerator(HWOp):
         return self.a("SIMD")
 
     def fold_of_output(self):
+        if self.a("parallel_window"):
+            kh, kw = self.a("ConvKernelDim")
+            return kh * kw * self.a("SIMD")
         return self.a("SIMD")
 
     def folding(self):
@@ -51,14 +55,17 @@ class ConvolutionInputGenerator(HWOp):
         h, w = self.a("IFMDim")
         oh, ow = self.a("OFMDim")
         cf = self.a("IFMChannels") // self.a("SIMD")
-        if kh == kw == 1:
+        if kh == kw == 1 or self.a("parallel_window"):  # one input beat per cycle
             return h * w * cf + 2
         return self.buffer_depth() + oh * max(ow * kw * kh * cf, self.a("Stride")[1] * w * cf)
 
     def resources(self):
         bits = self.a("SIMD") * self.input_dtype().bitwidth()
         depth = self.buffer_depth()
-        return {"LUT": 300 + bits * ceil_div(depth, 38) // 4, "mem_bits": depth * bits}
+        lut = 300 + bits * ceil_div(depth, 38) // 4
+        if self.a("parallel_window"):  # the window is read out in parallel: one register/mux per output bit
+            lut += self.fold_of_output() * self.output_dtype().bitwidth()
+        return {"LUT": lut, "mem_bits": depth * bits}
 
     def execute(self, inputs):
         x = frames(inputs[0], self.input_shapes()[0])

@@ -1,0 +1,89 @@
+"""``onebit fold``: choose the PE/SIMD folding of a dataflow graph for a frame rate and/or a LUT budget.
+
+Registered in :mod:`onebit.cli`; mistakes raise :class:`onebit.errors.OnebitError` subclasses, which
+``onebit.cli.main`` prints as one ``error:`` line (exit status 2).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from onebit.atomic import write_bytes, write_json
+from onebit.errors import FoldingError
+
+
+def default_out(graph: Path) -> Path:
+    return graph.with_name(f"{graph.stem}_folded{graph.suffix or '.onnx'}")
+
+
+def report_path(out: Path) -> Path:
+    """``<out stem>.folding.json`` beside the folded graph."""
+    return out.with_suffix(".folding.json")
+
+
+def _load_config(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = json.load(f)
+    except FileNotFoundError:
+        raise FoldingError(f"--config {path}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise FoldingError(f"--config {path}: not a JSON folding config ({type(e).__name__}: {str(e)[:100]})") from None
+    if isinstance(cfg, dict) and isinstance(cfg.get("folding"), dict) and "layers" in cfg:
+        cfg = cfg["folding"]  # a .folding.json report written by this command
+    return cfg
+
+
+@click.command("fold")
+@click.argument("graph", type=click.Path(dir_okay=False))
+@click.option("--target-fps", type=float, default=None, help="Frames per second every layer must sustain.")
+@click.option("--clock-mhz", type=float, default=100.0, show_default=True, help="Clock the cycles are counted at.")
+@click.option("--max-luts", type=int, default=None,
+              help="LUT budget (estimate, width converters included); alone: the fastest folding that fits.")
+@click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
+              help="Apply this folding config (node -> {PE, SIMD}, FINN's format, or a .folding.json) "
+                   "instead of searching.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Folded graph (default GRAPH with a _folded suffix); the report goes beside it as "
+                   "<stem>.folding.json.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of the table.")
+def fold(graph, target_fps, clock_mhz, max_luts, config, out, as_json):
+    """Fold a dataflow graph (PE/SIMD per layer), insert width converters, and report cycles and LUTs."""
+    from onebit.export.dataflow import folding as F
+    from onebit.export.dataflow.graph import load_dataflow
+    from onebit.export.dataflow.insert import InsertDWC
+
+    graph = Path(graph)
+    if config is not None and (target_fps is not None or max_luts is not None):
+        raise FoldingError("--config applies a given folding; it cannot be combined with --target-fps or --max-luts")
+    if config is None and target_fps is None and max_luts is None:
+        raise FoldingError("fold: give --target-fps, --max-luts (or both), or --config")
+    F.check_positive("--clock-mhz", clock_mhz)
+    if target_fps is not None:
+        F.check_positive("--target-fps", target_fps)
+    if max_luts is not None:
+        F.check_positive("--max-luts", max_luts, integer=True)
+    cfg = _load_config(config) if config is not None else None
+    model = load_dataflow(graph)
+    if cfg is not None:
+        removed = F.strip_stream_nodes(model)
+        F.apply_folding(model, cfg)
+        InsertDWC().apply(model)
+        report = F.folding_report(model, clock_mhz)
+        report["search"] = {"config": str(config), "target_fps": None, "max_luts": None,
+                            "removed_stream_nodes": removed, "stop": f"folding from {config}"}
+    else:
+        model, report = F.fold(model, target_fps=target_fps, clock_mhz=clock_mhz, max_luts=max_luts)
+    out = Path(out) if out else default_out(graph)
+    rpath = report_path(out)
+    report = {"graph": str(out), "source": str(graph), "report": str(rpath), **report}
+    write_bytes(out, model.model.SerializeToString())
+    write_json(rpath, report)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(F.format_report(report))
+        click.echo(f"wrote {out} and {rpath}")

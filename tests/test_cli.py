@@ -1,0 +1,173 @@
+"""The `onebit` command line: summary, train -> pack -> eval end to end, and one-line errors with status 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from onebit.cli import main
+
+
+def call(capsys, *args) -> tuple[int, str, str]:
+    """Run ``onebit ARGS`` in this process; returns (exit status, stdout, stderr)."""
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_error_line(code: int, err: str, *named: str) -> None:
+    assert code == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for thing in named:
+        assert thing in lines[0], (thing, lines[0])
+
+
+def test_summary_wrn_20_10_json(capsys):
+    code, out, err = call(capsys, "summary", "--arch", "wrn-20-10", "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["params"] == 26_737_126
+    assert info["binary_params"] == 26_737_120
+    assert info["binary_bytes"] == 3_342_140
+    assert 3_342_140 < info["packed_bytes"] < 4_000_000
+    assert info["float_bytes"] == 4 * (26_737_126 + 2 * 3)  # + the input BN's running mean and var
+    assert info["config"]["depth"] == 20 and info["config"]["width"] == 10
+
+
+def test_summary_text_tiny(capsys):
+    code, out, err = call(capsys, "summary", "--arch", "tiny", "--in-channels", "1")
+    assert code == 0, err
+    assert "74,514" in out and "74,512 binary" in out
+
+
+@pytest.mark.slow
+def test_train_pack_eval_agree(tmp_path, run_onebit, capsys):
+    run = tmp_path / "run"
+    proc = run_onebit("train", "--epochs", "2", "--json", "-q", "--out", run, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    trained = json.loads(proc.stdout)
+    assert trained["epochs"] == 2 and trained["dataset"] == "digits" and trained["run"] == str(run)
+    assert {"checkpoint.pt", "config.json", "metrics.jsonl", "curves.png"} <= {p.name for p in run.iterdir()}
+
+    code, out, err = call(capsys, "pack", run, "--json")
+    assert code == 0, err
+    packed = json.loads(out)
+    assert Path(packed["packed"]) == run / "packed.npz"
+    assert packed["packed_bytes"] == (run / "packed.npz").stat().st_size < 20_000
+
+    results = {}
+    cases = {"packed": (run, "--packed"), "npz": (run / "packed.npz", "--packed"), "checkpoint": (run,)}
+    for name, args in cases.items():
+        code, out, err = call(capsys, "eval", *args, "--json")
+        assert code == 0, err
+        results[name] = json.loads(out)
+    for info in results.values():
+        assert info["dataset"] == "digits" and info["test_images"] == 360
+    assert results["packed"]["packed"] is True and results["checkpoint"]["packed"] is False
+    assert results["packed"]["test_acc"] == results["checkpoint"]["test_acc"] == results["npz"]["test_acc"]
+    assert results["packed"]["test_loss"] == results["checkpoint"]["test_loss"]
+    assert results["checkpoint"]["test_acc"] == trained["test_acc"]
+
+
+# --------------------------------------------------------------------------- mistakes
+
+
+def test_unknown_arch(capsys):
+    code, _, err = call(capsys, "summary", "--arch", "foo")
+    assert_one_error_line(code, err, "--arch", "foo")
+
+
+def test_unknown_arch_in_train(capsys, tmp_path, keep_torch_globals):
+    code, _, err = call(capsys, "train", "--arch", "foo", "--out", tmp_path / "r", "-q")
+    assert_one_error_line(code, err, "--arch", "foo")
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+def test_bad_depth(capsys):
+    code, _, err = call(capsys, "summary", "--arch", "wrn-9-1")
+    assert_one_error_line(code, err, "depth")
+
+
+def test_bad_sgdr(capsys, tmp_path):
+    code, _, err = call(capsys, "train", "--sgdr", "2,x", "--out", tmp_path / "r")
+    assert_one_error_line(code, err, "--sgdr")
+
+
+def test_missing_data(capsys, tmp_path, keep_torch_globals):
+    code, _, err = call(capsys, "train", "--data", "/nonexistent", "--out", tmp_path / "r", "-q")
+    assert_one_error_line(code, err, "/nonexistent")
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+def test_eval_of_missing_run(capsys, tmp_path):
+    missing = tmp_path / "no-such-run"
+    code, _, err = call(capsys, "eval", missing)
+    assert_one_error_line(code, err, str(missing))
+
+
+def test_pack_of_missing_run(capsys, tmp_path):
+    missing = tmp_path / "no-such-run"
+    code, _, err = call(capsys, "pack", missing)
+    assert_one_error_line(code, err, str(missing))
+
+
+def test_eval_packed_of_run_without_packed_file(capsys, trained_run):
+    run, _ = trained_run
+    assert not (run / "packed.npz").exists()
+    code, _, err = call(capsys, "eval", run, "--packed")
+    assert_one_error_line(code, err, str(run / "packed.npz"))
+
+
+@pytest.fixture
+def corrupt_run(tmp_path, trained_run) -> Path:
+    run, _ = trained_run
+    data = (run / "checkpoint.pt").read_bytes()
+    bad = tmp_path / "corrupt-run"
+    bad.mkdir()
+    (bad / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    return bad
+
+
+def test_eval_of_corrupt_checkpoint_file(capsys, corrupt_run):
+    path = corrupt_run / "checkpoint.pt"
+    code, _, err = call(capsys, "eval", path)
+    assert_one_error_line(code, err, str(path))
+    code, _, err = call(capsys, "eval", corrupt_run)
+    assert_one_error_line(code, err, str(path))
+    code, _, err = call(capsys, "pack", corrupt_run)
+    assert_one_error_line(code, err, str(path))
+
+
+def test_eval_of_garbage_checkpoint_file(capsys, tmp_path):
+    path = tmp_path / "notes.pt"
+    path.write_text("hello, these are my notes\n")
+    code, _, err = call(capsys, "eval", path)
+    assert_one_error_line(code, err, str(path))
+
+
+def test_train_into_existing_run_is_refused(capsys, trained_run, keep_torch_globals):
+    run, _ = trained_run
+    before = (run / "checkpoint.pt").read_bytes()
+    code, _, err = call(capsys, "train", "--out", run, "-q")
+    assert_one_error_line(code, err, str(run), "--resume")
+    assert (run / "checkpoint.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("case", ["arch", "corrupt"])
+def test_errors_from_a_real_process(case, run_onebit, tmp_path, corrupt_run):
+    if case == "arch":
+        proc, named = run_onebit("summary", "--arch", "foo", cwd=tmp_path), "--arch"
+    else:
+        path = corrupt_run / "checkpoint.pt"
+        proc, named = run_onebit("eval", path, cwd=tmp_path), str(path)
+    assert_one_error_line(proc.returncode, proc.stderr, named)
+    assert proc.stdout == ""

@@ -87,7 +87,6 @@ STEPS_ONEBIT_FOLDING = [
 #: The same with FINN+'s own folding search (SetFolding for target_fps) instead of onebit's PE/SIMD.
 STEPS_FINN_FOLDING = [s if s != "step_apply_folding_config" else "step_target_fps_parallelization"
                       for s in STEPS_ONEBIT_FOLDING]
-STEPS_ONEBIT_FOLDING_ESTIMATE_END = "step_generate_estimate_reports"
 
 #: Attributes copied into folding_config.json when a node carries them (FINN's hw_attrs, abstract ops).
 FOLDING_ATTRS = ("PE", "SIMD", "parallel_window", "ram_style", "ram_style_thresholds", "resType", "mem_mode",
@@ -268,7 +267,7 @@ def _resolve_target(board: str | None, fpga_part: str | None, shell_flow_type: s
 BUILD_PY = """#!/usr/bin/env python3
 \"\"\"FINN+ build of onebit's dataflow graph (written by onebit.export.finn_interop.write_finn_build).
 
-    python build.py                  # the full build: FINN+'s CLI `finn build` (needs Vivado and Vitis HLS)
+    python build.py                  # the full build through FINN+'s CLI `finn build` (needs Vivado, Vitis HLS)
     python build.py --estimate-only  # FINN+'s cycle and resource estimates only (no Vivado needed)
     python build.py --check          # check the configuration against the installed FINN+ (no Vivado needed)
 
@@ -278,8 +277,8 @@ onebit's folding (PE, SIMD) and dataflow_build_config.json the build options.
 \"\"\"
 
 import argparse
+import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -334,10 +333,15 @@ def main(argv=None):
         print(f"estimates written to {out / 'report'}" if status == 0 else
               f"FINN+ build failed; see {out / 'build_dataflow.log'}")
         return 0 if status == 0 else 1
-    finn = shutil.which("finn")
-    if finn is None:
-        sys.exit("error: the `finn` command (FINN+'s CLI) is not on PATH; pip install finn-plus")
-    return subprocess.call([finn, "build", str(CONFIG), str(MODEL), *finn_args])
+    if importlib.util.find_spec("finn") is None:
+        sys.exit(f"error: FINN+ is not installed for {sys.executable}; pip install finn-plus (see onebit's "
+                 f"DEVELOPERS.md)")
+    if "XILINX_VIVADO" not in os.environ:
+        sys.exit("error: the full build needs Vivado and Vitis HLS: source their settings64.sh first "
+                 "(or run with --estimate-only)")
+    # FINN+'s CLI (`finn build`) sets up its HLS/RTL libraries and the Vivado environment, then builds.
+    return subprocess.call([sys.executable, "-m", "finn.interface.run_finn", "build", str(CONFIG), str(MODEL),
+                            *finn_args])
 
 
 if __name__ == "__main__":
@@ -413,8 +417,9 @@ def write_finn_build(dataflow_path, out_dir, *, board: str | None = None, fpga_p
         "synth_clk_period_ns": round(1000.0 / clock_mhz, 6),
         "generate_outputs": list(outputs),
         "steps": list(STEPS_ONEBIT_FOLDING if folding == "onebit" else STEPS_FINN_FOLDING),
-        # onebit chose the data types (exact ranges); FINN+'s value-based minimization would turn the
-        # ChannelPad MVAU's 0/1 weights into BINARY, which its MVAU_hls cannot build.
+        # onebit's data types are exact (per-channel ranges). FINN+'s value-based minimization would turn
+        # the ±1 (BIPOLAR) weights into INT2 and the ChannelPad MVAU's 0/1 weights into BINARY, which its
+        # MVAU_hls cannot build. RoundAndClipThresholds still runs (step_minimize_bit_width).
         "minimize_bit_width": False,
         "auto_fifo_depths": True,
         "save_intermediate_models": True,
@@ -445,8 +450,9 @@ def write_finn_build(dataflow_path, out_dir, *, board: str | None = None, fpga_p
                        for name in pads if name in renamed],
         "removed": [name for name in onebit_names if name not in renamed],
         "notes": ["FINN+ inserts and sizes its own FIFOs and data-width converters (auto_fifo_depths).",
-                  "minimize_bit_width is off: onebit's data types are already exact, and FINN+ would make the "
-                  "ChannelPad MVAU's 0/1 weights BINARY, which MVAU_hls cannot build."],
+                  "minimize_bit_width is off: onebit's data types are already exact; FINN+ would make the "
+                  "BIPOLAR weights INT2 and the ChannelPad MVAU's 0/1 weights BINARY (MVAU_hls cannot build "
+                  "those)."],
     })
     if folding == "finn":
         files.pop("folding_config")
@@ -454,15 +460,16 @@ def write_finn_build(dataflow_path, out_dir, *, board: str | None = None, fpga_p
 
 
 README_PARAGRAPH = """\
-**Building a bitfile with FINN+.** `onebit.export.finn_interop.write_finn_build(dataflow.onnx, "finn_build",
-board="Pynq-Z2", clock_mhz=100)` writes a FINN+ build folder: `model.onnx` (the dataflow graph, with the
-shortcut's ChannelPad expressed as an MVAU, since FINN+ has no op for it), `folding_config.json` (onebit's
-PE/SIMD in FINN's format), `dataflow_build_config.json` and `build.py`. On a machine with Vivado and Vitis HLS
-(their `settings64.sh` sourced), install FINN+ beside onebit (`pip install --no-deps finn-plus==1.6.1` plus its
-dependencies, see DEVELOPERS.md) and run `python build.py` in that folder: it calls FINN+'s `finn build
-dataflow_build_config.json model.onnx`, which fetches FINN+'s HLS/RTL libraries on first use and writes the
-stitched IP, the bitfile and a PYNQ driver under `build_output/`. `python build.py --estimate-only` needs no
-Vivado and writes FINN+'s cycle and resource estimates under `build_output/report/`.
+**Building a bitfile with FINN+.** `onebit.export.finn_interop.write_finn_build("dataflow.onnx", "finn_build",
+board="Pynq-Z2", clock_mhz=100)` writes a FINN+ build folder: `model.onnx` (the dataflow graph; the shortcut's
+ChannelPad, which FINN+ has no layer for, becomes an equivalent MVAU), `folding_config.json` (onebit's PE/SIMD in
+FINN's format), `dataflow_build_config.json` (FINN+'s `DataflowBuildConfig`) and `build.py`. On a machine with
+Vivado and Vitis HLS (their `settings64.sh` sourced), install FINN+ with the recipe in DEVELOPERS.md (FINN+ 1.6.1
+with `--no-deps`, then its builder dependencies, including `bitstring<4.4`) and run `python build.py` in that
+folder. It calls FINN+'s `finn build dataflow_build_config.json model.onnx`, which fetches FINN+'s HLS and RTL
+libraries on first use and writes the stitched IP, the bitfile and a PYNQ driver under `build_output/`.
+`python build.py --estimate-only` needs no Vivado: it writes FINN+'s cycle and resource estimates under
+`build_output/report/`.
 """
 
 

@@ -15,7 +15,8 @@ evaluating the *original* nodes with qonnx, so the integer graph reproduces QONN
 included, whatever the float evaluation order of the ops.
 
 Weights: a Quant/BipolarQuant of a constant (optionally divided or multiplied by a constant) is an integer
-tensor times a scale; the scale moves to the output. The integer graph keeps NCHW and standard ONNX ops
+tensor times a scale; the scale moves to the output. A Conv/Gemm bias (float, or quantized) is a per-channel
+float Add that starts the output's chain. The integer graph keeps NCHW and standard ONNX ops
 (Conv, MatMul, Add, Pad, MaxPool, ReduceSum, Reshape/Flatten) plus qonnx's MultiThreshold, so qonnx
 executes it. The graph's output is the last integer tensor; the float nodes that turn it into the source
 graph's output (``fl32(scale * I)`` and the final chain, e.g. the logits' 1/T) follow it as a float tail,
@@ -197,6 +198,8 @@ def quant_params(low: Lowering, node: onnx.NodeProto) -> tuple[np.ndarray, float
         raise UnsupportedError(f"node {node.name} (Quant): per-channel zero points are not supported")
     if bits == 1 and signed:
         raise UnsupportedError(f"node {node.name} (Quant): 1-bit signed Quant; expected BipolarQuant")
+    if bits > 16:  # one threshold per level: 2**bits - 1 of them per channel
+        raise UnsupportedError(f"node {node.name} (Quant): a {bits}-bit activation quantizer; expected at most 16 bits")
     qmin = -(2 ** (bits - 1)) + int(narrow) if signed else 0
     qmax = 2 ** (bits - 1) - 1 if signed else 2**bits - 1 - int(narrow)
     z = float(np.asarray(zp).reshape(-1)[0])
@@ -333,8 +336,11 @@ def lower_weight_quant(low: Lowering, node, w):
     if node.op_type == "BipolarQuant":
         scale = np.asarray(low.const(node.input[1]), np.float32)
         values = np.where(w >= 0, 1.0, -1.0).astype(np.float32)
-    else:
-        scale, z, levels = quant_params(low, node)
+    else:  # (not quant_params: its list of levels would be 2**32 long for a 32-bit bias quantizer)
+        scale = low.const(node.input[1])
+        if scale is None:
+            raise UnsupportedError(f"node {node.name} (Quant): a weight quantizer whose scale is not a constant")
+        scale = np.asarray(scale, np.float32)
         y = execute_onnx(_single_node_model(low, node), {})[node.output[0]]
         values = np.round(y / scale.reshape(_bcast(scale, y))).astype(np.float32)
     low.values[node.output[0]] = IntWeight(values, scale)

@@ -1,7 +1,7 @@
 """QONNX files from plain Brevitas models (not onebit's model code) lower to identical integer and dataflow graphs.
 
 The nets use the common Brevitas patterns: an unsigned or signed 8-bit input quantizer, binary and 2-bit
-(narrow-range, per-tensor or per-output-channel) weights, convs with and without padding, float biases,
+(narrow-range, per-tensor or per-output-channel) weights, convs with and without padding, float and Int32 biases,
 BatchNorm2d/BatchNorm1d, learned-scale QuantReLU and binary QuantHardTanh activations, MaxPool, Flatten into a
 QuantLinear, and a residual Add whose branches share one QuantIdentity. They are exported with Brevitas' own
 ``export_qonnx``; nothing is trained (random weights, randomised BatchNorm statistics, eval mode).
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from brevitas.export import export_qonnx
-from brevitas.quant import (Int8ActPerTensorFloat, Int8WeightPerChannelFloat, Int8WeightPerTensorFloat,
+from brevitas.quant import (Int8ActPerTensorFloat, Int32Bias, Int8WeightPerChannelFloat, Int8WeightPerTensorFloat,
                             SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst, Uint8ActPerTensorFloat)
 from torch import nn
 
@@ -58,7 +58,8 @@ class CNV(nn.Module):
             return qnn.QuantReLU(bit_width=2, return_quant_tensor=True)
 
         w = weights(wbits, per_channel)
-        self.conv1 = qnn.QuantConv2d(3, 8, 3, padding=1, bias=bias, **w)
+        int_bias = dict(bias_quant=Int32Bias) if bias else {}  # a 32-bit quantized bias; the others are float
+        self.conv1 = qnn.QuantConv2d(3, 8, 3, padding=1, bias=bias, **w, **int_bias)
         self.bn1, self.act1 = nn.BatchNorm2d(8), act()
         self.pool = nn.MaxPool2d(2)
         self.conv2 = qnn.QuantConv2d(8, 16, 3, padding=0, bias=bias, **w)
@@ -66,7 +67,7 @@ class CNV(nn.Module):
         self.flatten = nn.Flatten()
         self.fc1 = qnn.QuantLinear(16 * 6 * 6, 32, bias=bias, **weights(1 if not per_channel else wbits, per_channel))
         self.bn3, self.act3 = nn.BatchNorm1d(32), act()
-        self.fc2 = qnn.QuantLinear(32, 10, bias=bias, **weights(1))
+        self.fc2 = qnn.QuantLinear(32, 10, bias=bias, **weights(1), **int_bias)
 
     def forward(self, x):
         x = self.inp(x)
@@ -93,7 +94,7 @@ class Residual(nn.Module):
         self.act1 = qnn.QuantReLU(bit_width=2, return_quant_tensor=True)
         self.conv2 = qnn.QuantConv2d(8, 8, 3, padding=1, bias=False, **weights(1))
         self.bn2 = nn.BatchNorm2d(8)
-        self.q_branch = self.q if shared else qnn.QuantIdentity(bit_width=4, max_val=3.0, return_quant_tensor=True)
+        self.q_branch = self.q if shared else qnn.QuantIdentity(bit_width=3)  # scale 1/4
         self.act2 = qnn.QuantReLU(bit_width=2, return_quant_tensor=True)
         self.gap = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
@@ -127,6 +128,32 @@ NETS = {
 }
 
 
+def with_per_channel_act_scale() -> CNV:
+    net = CNV(wbits=1)
+    net.act1 = qnn.QuantReLU(bit_width=2, scaling_per_output_channel=True, per_channel_broadcastable_shape=(1, 8, 1, 1),
+                             scaling_stats_permute_dims=(1, 0, 2, 3), return_quant_tensor=True)
+    return net
+
+
+def with_trunc_avg_pool() -> CNV:
+    net = CNV(wbits=1)
+    net.pool = qnn.TruncAvgPool2d(2, bit_width=4)
+    return net
+
+
+#: Legitimately unsupported: (net, the node the error must name, what it must say).
+UNSUPPORTED = {
+    "residual-two-scales": lambda: Residual(shared=False),
+    "per-channel-act-scale": with_per_channel_act_scale,
+    "trunc-avg-pool": with_trunc_avg_pool,
+}
+UNSUPPORTED_ERRORS = {
+    "residual-two-scales": r"^node Add_\w* \(Add\): .*same scale",
+    "per-channel-act-scale": r"^node Conv_1 \(Conv\): per-channel input scale",
+    "trunc-avg-pool": r"^node Trunc_\w*: op type Trunc is not supported",
+}
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """``exported(name)`` -> (Brevitas model, QONNX file), each exported once with Brevitas' export_qonnx."""
@@ -135,7 +162,7 @@ def exported(tmp_path_factory):
     def get(name: str):
         if name not in cache:
             torch.manual_seed(0)
-            model = randomise(NETS[name]() if name in NETS else Residual(shared=False))
+            model = randomise((NETS | UNSUPPORTED)[name]())
             path = tmp_path_factory.mktemp(name) / f"{name}.onnx"
             export_qonnx(model, torch.randn(1, 3, 16, 16), export_path=str(path))
             cache[name] = model, path
@@ -158,6 +185,10 @@ def input_codes(path, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def test_brevitas_net_lowers_with_identical_outputs(exported, name, tmp_path):
     model, path = exported(name)
     codes, x = input_codes(path, FRAMES)
+    if "bias" in name:  # the Int32Bias quantizers are in the file (and must not be enumerated level by level)
+        src = graphs.clean(graphs.load_model(path))
+        widths = [int(src.get_initializer(n.input[3])) for n in src.graph.node if n.op_type == "Quant"]
+        assert 32 in widths
     out = tmp_path / "lowered"
     report = lower_file(path, out, inputs=x)
     assert report["frames"] == FRAMES
@@ -213,13 +244,17 @@ def test_cli_lower_json(exported, tmp_path, capsys):
     assert "ElementwiseAdd" in {n.op_type for n in dfg.load_dataflow(tmp_path / "o" / DATAFLOW_FILE).graph.node}
 
 
-def test_add_of_two_scales_is_a_clean_error(exported, tmp_path, capsys):
-    """Two different quantizers on the branches of an Add: not an integer add; the error names the Add node."""
-    _, path = exported("residual-two-scales")
-    with pytest.raises(UnsupportedError, match=r"node Add_\w* \(Add\).*same scale"):
+@pytest.mark.parametrize("name", list(UNSUPPORTED))
+def test_unsupported_pattern_is_a_clean_error(exported, name, tmp_path, capsys):
+    """Different quantizer scales on the branches of an Add (not an integer add), per-channel activation scales
+    into a conv (integer weights cannot absorb them) and Brevitas' TruncAvgPool2d (a Trunc node): each is an
+    UnsupportedError naming the node, and one ``error:`` line from ``onebit lower``."""
+    _, path = exported(name)
+    with pytest.raises(UnsupportedError, match=UNSUPPORTED_ERRORS[name]):
         lower_file(path, tmp_path / "o", frames=4)
+    assert not (tmp_path / "o").exists()
     with pytest.raises(SystemExit) as exc:
         main(["lower", str(path), "--out", str(tmp_path / "o"), "--json"])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: node Add")
+    assert len(err) == 1 and err[0].startswith("error: node ")

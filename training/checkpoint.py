@@ -39,7 +39,8 @@ def load_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"{path}: no such checkpoint; expected a file written by 'onebit train'")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError,
+            AttributeError, TypeError, OSError) as e:  # what torch raises on garbage varies with the bytes
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable onebit checkpoint ({first})") from None
     if not isinstance(state, dict) or "model" not in state or "arch" not in state:

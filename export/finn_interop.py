@@ -549,8 +549,9 @@ def _run_worker(python: str | None, command: str, args: dict, timeout: float) ->
     try:
         proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:
+        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
         raise FinnError(f"FINN+ ({python}) {command}: no result after {timeout:.0f} s; last output: "
-                        f"{_tail(e.stderr if isinstance(e.stderr, str) else '')}") from None
+                        f"{_tail(err)}") from None
     except OSError as e:
         raise FinnError(f"FINN+ ({python}) {command}: cannot start ({e})") from None
     if proc.returncode != 0:

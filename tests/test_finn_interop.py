@@ -35,7 +35,7 @@ needs_finn = pytest.mark.skipif(not FINN_OK and not REQUIRED, reason=f"FINN+ not
 
 #: op types whose cycle formula onebit copies from FINN+ (ChannelPad: its MVAU substitute must match too)
 SAME_CYCLES = {"MVAU", "Thresholding", "FMPadding", "ElementwiseAdd", "DuplicateStreams", "GlobalAccPool",
-               "LabelSelect", "Pool", "ChannelPad"}
+               "LabelSelect", "Pool", "ChannelPad", "ConvolutionInputGenerator"}
 VARIANTS = [("srelu", 4), ("bn-relu", 2)]
 
 
@@ -218,6 +218,49 @@ def test_write_finn_build_options(graphs, tmp_path):
         fi.write_finn_build(path, tmp_path / "x", board="ZCU104", channelpad="error")
 
 
+def insert_fifo(model, tensor: str, at_end: bool = False):
+    """Put a StreamingFIFO (onebit's op) after ``tensor``; with ``at_end`` it becomes the graph output."""
+    from onnx import TensorProto
+
+    shape = list(model.get_tensor_shape(tensor))
+    dt = model.get_tensor_datatype(tensor)
+    new = tensor + "_fifo"
+    producer = model.find_producer(tensor)
+    if at_end:
+        producer.output[0] = new  # the FIFO takes over the graph output's name
+        src, dst = new, tensor
+    else:
+        src, dst = tensor, new
+        for node in model.graph.node:
+            for i, name in enumerate(node.input):
+                if name == tensor:
+                    node.input[i] = new
+    fifo = helper.make_node("StreamingFIFO", [src], [dst], name=f"StreamingFIFO_{len(model.graph.node)}",
+                            domain=fi.FINN_DOMAIN, backend="fpgadataflow", depth=8, folded_shape=[*shape, 1],
+                            normal_shape=shape, dataType=dt.name)
+    model.graph.node.insert(list(model.graph.node).index(producer) + 1, fifo)
+    model.graph.value_info.append(helper.make_tensor_value_info(new, TensorProto.FLOAT, shape))
+    model.set_tensor_datatype(new, dt)
+    return model
+
+
+def test_write_finn_build_drops_onebit_fifos(graphs, tmp_path):
+    source = load_dataflow(graphs[("srelu", 4)])
+    model = load_dataflow(graphs[("srelu", 4)])
+    insert_fifo(model, "MVAU_0_out")
+    insert_fifo(model, model.graph.output[0].name, at_end=True)
+    model.save(str(tmp_path / "fifo.onnx"))
+    x = frames(3, seed=4)
+    out = source.graph.output[0].name
+    assert np.array_equal(execute(load_dataflow(tmp_path / "fifo.onnx"), x)[out], execute(source, x)[out])
+    files = fi.write_finn_build(tmp_path / "fifo.onnx", tmp_path / "b", board="ZCU104")
+    handoff = load_dataflow(files["model"])
+    assert "StreamingFIFO" not in {n.op_type for n in handoff.graph.node}
+    assert handoff.graph.output[0].name == out
+    assert np.array_equal(execute(handoff, x)[out], execute(source, x)[out])
+    assert len(json.loads(files["handoff"].read_text())["removed"]) == 2
+
+
 def test_missing_finn_is_reported(monkeypatch, tmp_path):
     monkeypatch.setenv(fi.ENV_PYTHON, str(tmp_path / "no-python"))
     with pytest.raises(fi.FinnError, match="not an executable"):
@@ -228,22 +271,24 @@ def test_missing_finn_is_reported(monkeypatch, tmp_path):
         fi.finn_exp_cycles("unused.onnx")
 
 
-def finn_builder_python() -> str | None:
-    """An interpreter with FINN+'s builder (full dependency list), or None."""
+def finn_builder_python() -> tuple[str | None, str]:
+    """``(interpreter with FINN+'s builder, "")``, or ``(None, why not)``."""
     if not FINN_OK:
-        return None
+        return None, f"FINN+ not available: {FINN_WHERE}"
     python = fi.finn_python() or sys.executable
     probe = subprocess.run([python, "-c", "import mashumaro, mip, pandas, finn.builder.build_dataflow_config"],
                            capture_output=True, timeout=300)
-    return python if probe.returncode == 0 else None
+    if probe.returncode != 0:
+        return None, "FINN+'s builder needs its full dependency list (mashumaro, mip, pandas); see DEVELOPERS.md"
+    return python, ""
 
 
 @pytest.mark.slow
 def test_finn_builder_runs_the_build_folder(graphs, tmp_path):
     """FINN+'s builder accepts the folder and runs it up to the estimate reports (no Vivado needed)."""
-    python = finn_builder_python()
+    python, why = finn_builder_python()
     if python is None:
-        pytest.skip("FINN+'s builder needs its full dependency list (mashumaro, mip, pandas); see DEVELOPERS.md")
+        pytest.skip(why)
     path = graphs[("srelu", 4)]
     files = fi.write_finn_build(path, tmp_path / "b", board="Pynq-Z2", clock_mhz=100)
     build = files["build_script"].parent

@@ -50,14 +50,32 @@ class ConvolutionInputGenerator(HWOp):
         return ((kh - 1) * dh * w + (kw - 1) * dw + 1) * cf
 
     def exp_cycles(self):
-        """FINN's ConvolutionInputGenerator_rtl model (default style; 1x1 kernels stream straight through)."""
+        """FINN+'s ConvolutionInputGenerator_rtl model: the 'parallel' style (whole windows out, or 1x1
+        kernels) reads one input beat per cycle; the 'default' style is bound by the slower of writing a
+        window row and reading ``stride`` input rows, plus the line-buffer fill; depthwise windows (feeding
+        a Pool) are replayed once per channel fold."""
         kh, kw = self.a("ConvKernelDim")
         h, w = self.a("IFMDim")
         oh, ow = self.a("OFMDim")
+        sh, sw = self.a("Stride")
         cf = self.a("IFMChannels") // self.a("SIMD")
+        depthwise = bool(self.a("depthwise"))
         if kh == kw == 1 or self.a("parallel_window"):  # one input beat per cycle
             return h * w * cf + 2
-        return self.buffer_depth() + oh * max(ow * kw * kh * cf, self.a("Stride")[1] * w * cf)
+        if h == 1 or w == 1:  # 1-D: normalise to a row
+            k, s_, iw, o = (kw, sw, w, ow) if h == 1 else (kh, sh, h, oh)
+            if depthwise:
+                cycles_out = o * k * cf + (cf - 1) * k
+                cycles_in = iw * cf + cf * (k - 1) * (s_ - 1)
+                return max(cycles_out, cycles_in) + 2
+            return o * k * cf + 2
+        per_row = max(ow * kw * kh * cf, sw * w * cf)
+        if depthwise:
+            per_row += ow * (sw - 1) * (cf - 1)
+        cycles = self.buffer_depth() + oh * per_row
+        if depthwise:
+            cycles += (sh - 1) * w * cf
+        return int(cycles)
 
     def resources(self):
         bits = self.a("SIMD") * self.input_dtype().bitwidth()

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from brevitas.nn import QuantIdentity
 from torch import nn
 
 from onebit.errors import ConfigError
@@ -143,9 +144,17 @@ def test_binary_conv_forward_is_scaled_sign(in_ch, out_ch, kernel, stride):
     torch.testing.assert_close(conv(xf), ref, rtol=1e-6, atol=1e-6 * ref.abs().max().item())
 
 
-def test_binary_conv_scale_has_power_of_two_case():
-    """The parametrization above exercises the bit-exact branch at least once (1x1 convs on 2, 8, 32 channels)."""
-    assert [n for n in (2, 8, 32) if math.log2(math.sqrt(2.0 / n)).is_integer()] == [2, 8, 32]
+@pytest.mark.parametrize("in_ch,scale", [(2, 1.0), (8, 0.5), (32, 0.25), (128, 0.125)])
+def test_binary_conv_is_bit_exact_with_the_seed_formula_for_power_of_two_scales(in_ch, scale):
+    """1x1 convs on 2 * 4^n channels have a power-of-two scale: every product is exact, so computing
+    conv(x, sign(w)) * c or conv(x, c * sign(w)) must give the same bits on integer inputs."""
+    assert math.sqrt(2.0 / in_ch) == scale
+    torch.manual_seed(in_ch)
+    conv = quant.binary_conv(in_ch, 12, 1)
+    with torch.no_grad():
+        conv.weight[:2] = 0.0
+    x = torch.randint(-128, 128, (3, in_ch, 5, 5)).float()
+    assert torch.equal(conv(x), F.conv2d(x, sign_pm1(conv.weight.detach()) * math.sqrt(2.0 / in_ch)))
 
 
 class ForwardSign(torch.autograd.Function):
@@ -300,7 +309,9 @@ def trace_blocks(model, x):
     and its output."""
     records, current = [], []
     hooks = []
+    assert len(model.blocks) == 3 * model.cfg.blocks_per_stage
     for mod in model.blocks:
+        assert isinstance(mod, Block) and mod.stream is model.stream  # one stream, shared by every add
         hooks.append(mod.register_forward_pre_hook(
             lambda m, i: current.append({"block": m, "in": i[0].detach(), "stream": [], "pad": None})))
         hooks.append(mod.register_forward_hook(lambda m, i, o: records.append({**current.pop(), "out": o.detach()})))
@@ -410,6 +421,9 @@ def test_default_temperatures_are_the_seeds():
     assert parse_arch("wrn-8-1", binary=False).logit_temperature == 80.0 * 64 / 640
     assert parse_arch("wrn-20-10", temperature=3.0).logit_temperature == 3.0
     assert parse_arch("tiny").logit_temperature == 1.0
+    # McDonnell divides by T only in the shifted-ReLU nets; BN or quantized heads use T = 1
+    assert parse_arch("wrn-20-10", act="bn-relu").logit_temperature == 1.0
+    assert parse_arch("wrn-20-10", abits=4).logit_temperature == 1.0
 
 
 # --------------------------------------------------------------------------- configuration errors
@@ -440,5 +454,5 @@ def test_bad_configs_raise_config_error_naming_the_flag(make, flag):
 def test_abits_zero_means_float_activations():
     cfg = parse_arch("tiny", abits=0)
     assert cfg.abits is None and not cfg.quantized
-    model = build_model(cfg)
-    assert not any(type(m).__module__.startswith("brevitas.nn.quant_activation") for m in model.modules())
+    assert not any(isinstance(m, QuantIdentity) for m in build_model(cfg).modules())
+    assert sum(isinstance(m, QuantIdentity) for m in build_model(parse_arch("tiny")).modules()) == 3 + 7

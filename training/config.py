@@ -63,15 +63,17 @@ class ArchConfig:
     def logit_temperature(self) -> float:
         """T in ``logits = GAP(head conv) / T``.
 
-        Float activations: McDonnell's T for WRN-20-10 (640 channels into the head) is 40 (10 classes, 1-bit),
-        80 (10 classes, full precision), 25 (100 classes); the head's outputs grow with its fan-in, so T is
-        scaled by ``head channels / 640`` (never below 1): WRN-20-10 gets the seeds' values exactly.
-        Quantized activations: the head reads a bounded k-bit code, so T = 1 (on the digits, the tiny net
-        with 4-bit activations reached 95.0 / 97.5 / 98.1 % with T = 8 / 2 / 1).
+        McDonnell's code divides the logits by T only in the shifted-ReLU networks (T = 40 for CIFAR-10 with
+        1-bit weights, 80 full precision, 25 CIFAR-100, for WRN-20-10's 640 channels into the head); there the
+        head's input is unnormalised and grows with its fan-in, so T is scaled by ``head channels / 640``
+        (never below 1): WRN-20-10 gets the seeds' values exactly. With BN the head's input is normalised, and
+        with quantized activations it is a bounded k-bit code: T = 1. (On the digits the tiny net reached
+        94.7 % with T = 4 and 99.2 % with T = 1 for fp + bn-relu; 95.0 / 97.5 / 98.1 % with T = 8 / 2 / 1 for
+        1-bit srelu with 4-bit activations.)
         """
         if self.temperature is not None:
             return self.temperature
-        if self.quantized:
+        if self.quantized or self.act == "bn-relu":
             return 1.0
         seed_t = 25.0 if self.num_classes > 10 else (40.0 if self.binary else 80.0)
         return max(1.0, seed_t * self.widths[2] / 640)

@@ -6,14 +6,9 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-
-#: Guard against a hung child only; no test's outcome depends on how long anything takes.
-HANG_GUARD_S = 900
-
 
 def onebit_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "onebit", *map(str, args)]
@@ -24,7 +19,7 @@ def run_onebit():
     """Run ``python -m onebit ARGS`` in a child process; returns the CompletedProcess (text mode)."""
 
     def run(*args: str, cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(onebit_command(*args), cwd=cwd, capture_output=True, text=True, timeout=HANG_GUARD_S)
+        return subprocess.run(onebit_command(*args), cwd=cwd, capture_output=True, text=True)
 
     return run
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -11,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +27,6 @@ METRIC_KEYS = {"epoch", "lr", "train_loss", "train_err", "epoch_time_s", "train_
                "test_err", "test_acc"}
 TIMING_KEYS = {"epoch_time_s", "train_images_per_s"}
 DIGITS_TRAIN = 1437
-HANG_GUARD_S = 900  # only against a hung child; no outcome depends on time
 
 
 def onebit_command(*args) -> list[str]:
@@ -147,24 +146,22 @@ def without_timings(metrics):
 def test_resume_after_sigkill_is_bit_identical(tmp_path, run_onebit):
     a, b = tmp_path / "A", tmp_path / "B"
     args = ["train", "--epochs", "4", "-q"]
-    uninterrupted = subprocess.Popen(onebit_command(*args, "--out", a), cwd=tmp_path,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    uninterrupted = run_onebit(*args, "--out", a, cwd=tmp_path)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+
     killed = subprocess.Popen(onebit_command(*args, "--out", b), cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = b / ckpt.METRICS
     try:
         while killed.poll() is None:
             if metrics.is_file() and len(metrics.read_text().splitlines()) >= 2:
-                killed.send_signal(signal.SIGKILL)
+                killed.send_signal(signal.SIGKILL)  # kill -9 at whatever point epoch 3 has reached
                 break
             time.sleep(0.005)
-        killed.wait(timeout=HANG_GUARD_S)
-        _, err = uninterrupted.communicate(timeout=HANG_GUARD_S)
+        killed.wait()
     finally:
-        for p in (killed, uninterrupted):
-            if p.poll() is None:
-                p.kill()
-    assert uninterrupted.returncode == 0, err
+        if killed.poll() is None:
+            killed.kill()
     assert killed.returncode == -signal.SIGKILL
     interrupted_at = ckpt.load_checkpoint(b / ckpt.CHECKPOINT)["epoch"]
     assert 2 <= interrupted_at < 4
@@ -235,7 +232,7 @@ def test_wrong_content_checkpoints_are_checkpoint_errors(tmp_path, good_checkpoi
     torch.save(torch.zeros(3), tensor)
     missing = tmp_path / "missing.pt"
     mismatched = tmp_path / "mismatched.pt"
-    state = torch.load(__import__("io").BytesIO(good_checkpoint), weights_only=True)
+    state = torch.load(io.BytesIO(good_checkpoint), weights_only=True)
     state["arch"] = {**state["arch"], "width": 2}
     torch.save(state, mismatched)
     for path, load in ((tensor, ckpt.load_checkpoint), (missing, ckpt.load_checkpoint), (missing, ckpt.load_model),

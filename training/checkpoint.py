@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import pickle
-import zipfile
 from pathlib import Path
 
 import torch
@@ -39,9 +38,11 @@ def load_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"{path}: no such checkpoint; expected a file written by 'onebit train'")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError,
-            AttributeError, TypeError, OSError) as e:  # what torch raises on garbage varies with the bytes
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path}: refused: the file holds objects other than tensors and plain values "
+                              f"(a onebit checkpoint never does; it may run code when loaded)") from None
+    except Exception as e:  # what torch raises on garbage bytes varies: zip, EOF, Key/Index errors ...
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable onebit checkpoint ({first})") from None
     if not isinstance(state, dict) or "model" not in state or "arch" not in state:
         raise CheckpointError(f"{path}: not a onebit checkpoint; expected keys 'model' and 'arch'")

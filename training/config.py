@@ -44,6 +44,9 @@ class ArchConfig:
         if self.in_channels < 1 or self.num_classes < 2:
             raise ConfigError(f"in_channels/num_classes: expected >= 1 / >= 2, got "
                               f"{self.in_channels}/{self.num_classes}")
+        if self.image_size < 4 or self.image_size % 4:
+            raise ConfigError(f"image size {self.image_size}: the WRN halves it twice (stride-2 conv and 2x2 "
+                              f"average pooling must agree), so it must be a multiple of 4")
         if self.temperature is not None and self.temperature <= 0:
             raise ConfigError(f"temperature: expected a positive number, got {self.temperature}")
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -79,14 +78,17 @@ def load_packed(path: str | Path) -> tuple[WRN, dict]:
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise CheckpointError(f"{path}: not a readable packed checkpoint ({e})") from None
+    except Exception as e:  # zip, header and dtype errors all mean the same thing here
+        raise CheckpointError(f"{path}: not a readable packed checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
     try:
         meta = json.loads(arrays.pop("meta").tobytes().decode())
     except (KeyError, UnicodeDecodeError, json.JSONDecodeError):
         raise CheckpointError(f"{path}: no readable 'meta' entry; expected a file written by 'onebit pack'") from None
-    if meta.get("format") != PACK_FORMAT:
-        raise CheckpointError(f"{path}: format {meta.get('format')!r}, expected {PACK_FORMAT!r}")
+    if not isinstance(meta, dict) or meta.get("format") != PACK_FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{path}: format {found!r}, expected {PACK_FORMAT!r}")
+    if not isinstance(meta.get("arch"), dict) or not isinstance(meta.get("shapes"), dict):
+        raise CheckpointError(f"{path}: 'meta' lacks the architecture or the tensor shapes")
     model = build_model(ArchConfig.from_dict(meta["arch"]))
     state = {}
     for name, ref in model.state_dict().items():
@@ -96,10 +98,14 @@ def load_packed(path: str | Path) -> tuple[WRN, dict]:
         shape = tuple(meta["shapes"].get(name, ()))
         if f"bits/{name}" in arrays:
             n = int(np.prod(shape))
-            bits = np.unpackbits(arrays[f"bits/{name}"], count=n)
-            state[name] = torch.from_numpy(np.where(bits == 1, 1.0, -1.0).astype(np.float32).reshape(shape))
+            bits = arrays[f"bits/{name}"]
+            if bits.dtype != np.uint8 or bits.ndim != 1 or bits.size != (n + 7) // 8:
+                raise CheckpointError(f"{path}: bits of {name!r} are {bits.size} {bits.dtype} values, expected "
+                                      f"{(n + 7) // 8} uint8 bytes for {n} weights")
+            signs = np.unpackbits(bits, count=n)
+            state[name] = torch.from_numpy(np.where(signs == 1, 1.0, -1.0).astype(np.float32).reshape(shape))
         elif f"float/{name}" in arrays:
-            state[name] = torch.from_numpy(arrays[f"float/{name}"].copy())
+            state[name] = torch.from_numpy(np.asarray(arrays[f"float/{name}"], dtype=np.float32).copy())
         else:
             raise CheckpointError(f"{path}: tensor {name!r} is missing for {model.cfg.describe()}")
         if tuple(state[name].shape) != tuple(ref.shape):

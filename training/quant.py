@@ -11,7 +11,7 @@ network is a compile-time constant and the residual stream has one scale everywh
 
 - ``bn-relu``: ``Quant(uint k)`` after the affine-free BN; quantizing to ``[0, (2^k-1) s]`` is the ReLU.
 - ``srelu``: ``max(x, -1)`` quantized as one uint k-bit quantizer with integer zero point ``z = 1/s``:
-  ``y = s * (clamp(round(x/s) + z, 0, 2^k-1) - z)``, whose floor ``-z*s = -1`` is the shifted ReLU.
+  ``y = s * (clamp(round(x/s + z), 0, 2^k-1) - z)`` (float32, as Brevitas and QONNX compute it), whose floor ``-z*s = -1`` is the shifted ReLU.
 - the residual stream: signed ``res_bits`` with step ``RES_RANGE / 2^(res_bits-1)``, shared by both inputs
   of every residual add, so the add is an integer add.
 - the input: the raw uint8 image (``pixel / 255``), and after the input BN a signed 8-bit code.

@@ -83,6 +83,9 @@ class TrainConfig:
 
     def arch_config(self, ds: Dataset) -> ArchConfig:
         h, w, c = ds.image_shape
+        if h % 4 or w % 4:
+            raise ConfigError(f"--data {self.data}: images are {h}x{w}; the WRN halves them twice (stride-2 conv "
+                              f"and 2x2 average pooling must agree), so both sides must be multiples of 4")
         return parse_arch(self.arch, binary=False if self.fp else None, act=self.act, abits=self.abits,
                           temperature=self.temperature, in_channels=c, num_classes=ds.num_classes,
                           image_size=h)

@@ -211,7 +211,7 @@ def export_cmd(run, out, frames, top_k, as_json):
 @click.option("--top-k", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
 def lower_cmd(file, out, frames, input_npy, top_k, as_json):
-    """Lower a QONNX file (e.g. exported from your own Brevitas model) to integer and dataflow graphs."""
+    """Lower a QONNX file from elsewhere (your own Brevitas model) to integer and dataflow graphs."""
     import numpy as np
 
     from onebit.errors import GraphError
@@ -229,15 +229,15 @@ def lower_cmd(file, out, frames, input_npy, top_k, as_json):
     emit(as_json, report, [*print_parity(report), f"wrote {out}/: {', '.join(report['files'].values())}, parity.json"])
 
 
-def _register_optional_commands():
-    try:
-        from onebit.export.dataflow.fold_cli import fold
-    except ImportError:  # pragma: no cover - the folding module ships with the package
-        return
+def _register_stage_commands():
+    from onebit.export.dataflow.fold_cli import fold
+    from onebit.sim.cli import sim
+
     cli.add_command(fold)
+    cli.add_command(sim)
 
 
-_register_optional_commands()
+_register_stage_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,1 +1,24 @@
-"""Simulator: cycle-approximate streaming simulation of a dataflow graph (see design.md section 2)."""
+"""Simulator: bit-exact outputs and a cycle model of a folded dataflow graph's streams (design.md section 2).
+
+sim/ reads the dataflow graph file and nothing else (it imports neither torch nor onebit.training):
+
+- :mod:`onebit.sim.model`: per layer, the bit-exact execution (the op class's own ``execute``, which is the
+  reference executor's) and its stream behaviour as an in-order step machine: cycles per frame (FINN's
+  ``exp_cycles``), fill latency, input and output rates, stalls on empty inputs and full outputs;
+- :mod:`onebit.sim.network`: the pipeline with its residual forks and joins: event times of every beat as
+  vectorised max-plus recurrences (no per-cycle loop), initiation interval, first-frame latency, throughput
+  over N frames, the FIFO depth every edge needs, backpressure with given depths (StreamingFIFO nodes or a
+  ``--fifo-depths`` file) and deadlocks, naming the FIFO, its depth and the depth it needs;
+- :mod:`onebit.sim.report`: the per-layer table (cycles, share of the II, FIFO depth, utilisation), the
+  bottleneck, frames/s and latency at a clock, as JSON, text and PNG plots;
+- :mod:`onebit.sim.cli`: the ``onebit sim`` command.
+
+Typical use::
+
+    from onebit.export.dataflow.graph import load_dataflow
+    from onebit.sim.network import simulate
+    from onebit.sim.report import build_report, format_report
+
+    res = simulate(load_dataflow("wrn_folded.onnx"), frames=4)     # or inputs=x (N, H, W, C) for outputs
+    print(format_report(build_report(res, clock_mhz=200)))
+"""

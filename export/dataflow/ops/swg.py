@@ -53,7 +53,8 @@ class ConvolutionInputGenerator(HWOp):
         """FINN+'s ConvolutionInputGenerator_rtl model: the 'parallel' style (whole windows out, or 1x1
         kernels) reads one input beat per cycle; the 'default' style is bound by the slower of writing a
         window row and reading ``stride`` input rows, plus the line-buffer fill; depthwise windows (feeding
-        a Pool) are replayed once per channel fold."""
+        a Pool) are replayed once per channel fold. (FINN+ has a separate 1-D formula for maps with H or
+        W = 1; onebit keeps the 2-D one there, which is not exact for such degenerate maps.)"""
         kh, kw = self.a("ConvKernelDim")
         h, w = self.a("IFMDim")
         oh, ow = self.a("OFMDim")
@@ -62,13 +63,6 @@ class ConvolutionInputGenerator(HWOp):
         depthwise = bool(self.a("depthwise"))
         if kh == kw == 1 or self.a("parallel_window"):  # one input beat per cycle
             return h * w * cf + 2
-        if h == 1 or w == 1:  # 1-D: normalise to a row
-            k, s_, iw, o = (kw, sw, w, ow) if h == 1 else (kh, sh, h, oh)
-            if depthwise:
-                cycles_out = o * k * cf + (cf - 1) * k
-                cycles_in = iw * cf + cf * (k - 1) * (s_ - 1)
-                return max(cycles_out, cycles_in) + 2
-            return o * k * cf + 2
         per_row = max(ow * kw * kh * cf, sw * w * cf)
         if depthwise:
             per_row += ow * (sw - 1) * (cf - 1)

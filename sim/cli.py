@@ -1,0 +1,90 @@
+"""``onebit sim``: simulate a folded dataflow graph: bit-exact outputs and cycles, throughput, latency, FIFO
+depths and deadlocks. Reads only the graph file (no torch, no training code).
+
+Mistakes raise :class:`onebit.errors.OnebitError` subclasses, which ``onebit.cli.main`` prints as one
+``error:`` line (exit status 2); a deadlock is a :class:`onebit.sim.network.DeadlockError` (a GraphError).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import click
+
+from onebit.errors import ConfigError, GraphError
+
+
+def _positive(flag: str, value: float) -> float:
+    if value is None or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{flag}: expected a positive number, got {value!r}")
+    return value
+
+
+def _load_npy(path: str):
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise GraphError(f"--input {path}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise GraphError(f"--input {path}: not a readable .npy array ({type(e).__name__}: {str(e)[:100]})") from None
+
+
+@click.command("sim")
+@click.argument("graph", type=click.Path(dir_okay=False))
+@click.option("--frames", type=int, default=None,
+              help="Frames to simulate (default: all frames of --input, else 1).")
+@click.option("--clock-mhz", type=float, default=100.0, show_default=True, help="Clock for frames/s and us.")
+@click.option("--input", "input_npy", type=click.Path(dir_okay=False), default=None,
+              help="Frames to execute bit-exactly (.npy, N x H x W x C integers of the graph's input type).")
+@click.option("--output", "output_npy", type=click.Path(dir_okay=False), default=None,
+              help="Write the graph's output (the top-k labels) here as .npy; without --input, random frames "
+                   "(seed 0) are executed.")
+@click.option("--fifo-depths", "fifo_depths", type=click.Path(dir_okay=False), default=None,
+              help="JSON {tensor | StreamingFIFO name | 'producer -> consumer' | 'default': depth} (a .sim.json "
+                   "report's fifo_depths work too); edges with neither a StreamingFIFO nor an entry are unbounded.")
+@click.option("--out", "out_stem", type=click.Path(dir_okay=False), default=None,
+              help="Report stem: writes <stem>.sim.json, <stem>.sim_cycles.png, <stem>.sim_timeline.png "
+                   "(default: GRAPH without its suffix).")
+@click.option("--no-plots", is_flag=True, help="Write the JSON report only.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of the table.")
+def sim(graph, frames, clock_mhz, input_npy, output_npy, fifo_depths, out_stem, no_plots, as_json):
+    """Simulate a dataflow graph: bit-exact outputs, cycles per layer, II, latency, FIFO depths, deadlocks."""
+    import numpy as np
+
+    from onebit.atomic import atomic_open
+    from onebit.export.dataflow.graph import input_shape, load_dataflow
+    from onebit.sim.network import load_depths, simulate
+    from onebit.sim.report import build_report, format_report, write_report
+
+    _positive("--clock-mhz", clock_mhz)
+    if frames is not None and frames < 1:
+        raise ConfigError(f"--frames: expected an integer >= 1, got {frames}")
+    depths = load_depths(fifo_depths) if fifo_depths else None
+    model = load_dataflow(graph)
+    x = None
+    if input_npy:
+        x = _load_npy(input_npy)
+    elif output_npy:
+        dt = model.get_tensor_datatype(model.graph.input[0].name)
+        shape = input_shape(model)
+        rng = np.random.default_rng(0)
+        x = rng.integers(int(dt.min()), int(dt.max()) + 1, (frames or 1, *shape[1:])).astype(np.float32)
+    res = simulate(model, frames=frames, inputs=x, depths=depths)
+    report = build_report(res, clock_mhz, str(graph))
+    if output_npy:
+        out_name = model.graph.output[0].name
+        with atomic_open(output_npy, "wb") as f:
+            np.save(f, res.outputs[out_name])
+        report["output_file"] = str(output_npy)
+    stem = out_stem or str(Path(graph).with_suffix(""))
+    write_report(res, report, stem, plots=not no_plots)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(format_report(report))
+        click.echo(f"wrote {', '.join(report['files'].values())}"
+                   + (f" and {output_npy}" if output_npy else ""))

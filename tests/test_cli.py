@@ -8,17 +8,10 @@ from pathlib import Path
 import pytest
 
 from onebit.cli import main
+from testkit import call
 
 
-def call(capsys, *args) -> tuple[int, str, str]:
-    """Run ``onebit ARGS`` in this process; returns (exit status, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
+
 
 
 def assert_one_error_line(code: int, err: str, *named: str) -> None:

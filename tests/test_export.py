@@ -18,22 +18,14 @@ from onebit.export.pipeline import (DATAFLOW_FILE, INTEGER_FILE, QONNX_FILE, REP
                                     export_run)
 from onebit.training.config import parse_arch
 from onebit.training.model import build_model
+from testkit import randomise_bn
 
 ACTS = ["srelu", "bn-relu"]
 ABITS = [1, 2, 4, 8]
 FRAMES = 32
 
 
-def randomise_bn(model: torch.nn.Module, seed: int = 1) -> None:
-    """Random running statistics, so that the bn-relu thresholds differ per channel and are not trivial."""
-    gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=gen) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            if m.affine:
-                m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-                m.bias.data.copy_(torch.rand(m.num_features, generator=gen) - 0.5)
+
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from onebit.export.integer import to_integer_graph
 from onebit.export.qonnx_export import export_qonnx
 from onebit.training.config import parse_arch
 from onebit.training.model import build_model
+from testkit import randomise_bn
 
 FINN_OK, FINN_WHERE = fi.finn_available()
 REQUIRED = os.environ.get("ONEBIT_REQUIRE_FINN") == "1"
@@ -39,12 +40,7 @@ SAME_CYCLES = {"MVAU", "Thresholding", "FMPadding", "ElementwiseAdd", "Duplicate
 VARIANTS = [("srelu", 4), ("bn-relu", 2)]
 
 
-def randomise_bn(model):
-    gen = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=gen) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+
 
 
 def fold(model):
@@ -112,7 +108,8 @@ def test_finn_threshold_rounding_keeps_the_graph(graphs):
     """FINN+'s step_minimize_bit_width always runs RoundAndClipThresholds: it must not change a value."""
     require_finn()
     if fi.finn_python() is not None:
-        pytest.skip("FINN+ runs in another interpreter; this check needs it in process")
+        (pytest.fail if REQUIRED else pytest.skip)("FINN+ runs in another interpreter; this check needs it in "
+                                                   "process")
     from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
     from qonnx.transformation.infer_datatypes import InferDataTypes
 

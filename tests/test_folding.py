@@ -18,6 +18,7 @@ from onebit.export.dataflow import folding as F
 from onebit.export.dataflow.fold_cli import fold
 from onebit.export.dataflow.graph import execute, get_op, load_dataflow, scores_name
 from onebit.export.dataflow.insert import DWC, FIFO, InsertDWC, InsertFIFO, RemoveStreamNodes, stream_edges
+from testkit import tiny_dataflow
 
 CLOCK = 100.0
 
@@ -33,21 +34,7 @@ def attr(node, name):
 @pytest.fixture(scope="module")
 def graph_file(tmp_path_factory):
     """The tiny WRN (1x8x8 input, random weights) as an unfolded dataflow graph, built once."""
-    from onebit.export.dataflow.convert import to_dataflow
-    from onebit.export.graphs import clean, load_model
-    from onebit.export.integer import to_integer_graph
-    from onebit.export.qonnx_export import export_qonnx
-    from onebit.training.config import parse_arch
-    from onebit.training.model import build_model
-
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("fold")
-    m = build_model(parse_arch("tiny", in_channels=1)).eval()
-    export_qonnx(m, torch.zeros(1, 1, 8, 8), root / "q.onnx")
-    df = to_dataflow(to_integer_graph(clean(load_model(root / "q.onnx"))))
-    path = root / "tiny_df.onnx"
-    df.save(str(path))
-    return path
+    return tiny_dataflow(tmp_path_factory.mktemp("fold"))
 
 
 @pytest.fixture

@@ -9,14 +9,10 @@ from qonnx.core.onnx_exec import execute_onnx
 from onebit.export.qonnx_export import export_qonnx
 from onebit.training.config import parse_arch
 from onebit.training.model import build_model
+from testkit import randomise_bn
 
 
-def randomise_bn(model):
-    gen = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=gen) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+
 
 
 def export_and_run(model, x, path):

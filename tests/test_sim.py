@@ -23,6 +23,7 @@ from onebit.export.dataflow.graph import execute, load_dataflow
 from onebit.export.dataflow.ops import OPS
 from onebit.sim.model import LATENCY
 from onebit.sim.network import DeadlockError, Network, simulate, solve
+from testkit import call, tiny_dataflow
 
 SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -364,23 +365,7 @@ def test_shallow_shortcut_fifo_is_a_named_deadlock():
 # ----- the tiny WRN through the export path ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    import torch
-
-    from onebit.export.dataflow.convert import to_dataflow
-    from onebit.export.graphs import clean, load_model
-    from onebit.export.integer import to_integer_graph
-    from onebit.export.qonnx_export import export_qonnx
-    from onebit.training.config import parse_arch
-    from onebit.training.model import build_model
-
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("sim")
-    m = build_model(parse_arch("tiny", in_channels=1)).eval()
-    export_qonnx(m, torch.zeros(1, 1, 8, 8), root / "q.onnx")
-    df = to_dataflow(to_integer_graph(clean(load_model(root / "q.onnx"))))
-    path = root / "tiny_df.onnx"
-    df.save(str(path))
-    return path
+    return tiny_dataflow(tmp_path_factory.mktemp("sim"))
 
 
 @pytest.fixture(scope="module")
@@ -458,19 +443,7 @@ def test_finite_fixed_point_equals_plain_sweeps(tiny):
 
 
 # ----- the command --------------------------------------------------------------------------------------------
-def call(capsys, *args):
-    from onebit.cli import cli, main
-    from onebit.sim.cli import sim
 
-    if "sim" not in cli.commands:
-        cli.add_command(sim)
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_json_report_plots_and_output(tiny, tiny_frames, tmp_path, capsys):

@@ -14,6 +14,7 @@ Tensors are float32 containers holding integers; ``DataType`` names (qonnx) anno
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 
 import numpy as np
 from onnx import helper
@@ -70,11 +71,13 @@ class HWOp(CustomOp):
     def output_dtype(self) -> DataType:
         return self.dt("outputDataType")
 
+    @abstractmethod
     def input_shapes(self) -> list[tuple]:
-        raise NotImplementedError
+        """Normal (unfolded) NHWC shapes of the stream inputs, batch 1."""
 
+    @abstractmethod
     def output_shape(self) -> tuple:
-        raise NotImplementedError
+        """Normal (unfolded) NHWC shape of the output, batch 1."""
 
     def stream_inputs(self) -> list[int]:
         """Indices of inputs that are streams (the others are parameters: weights, thresholds)."""
@@ -110,8 +113,9 @@ class HWOp(CustomOp):
     def output_beats(self) -> int:
         return int(np.prod(self.folded_output_shape()[1:-1]))
 
+    @abstractmethod
     def exp_cycles(self) -> int:
-        raise NotImplementedError
+        """Cycles per frame, FINN's formula for this layer."""
 
     def folding(self) -> dict[str, int]:
         """Folding attribute -> the number it must divide (e.g. ``{"PE": MH, "SIMD": MW}``)."""
@@ -121,8 +125,9 @@ class HWOp(CustomOp):
         """``{"LUT": ..., "mem_bits": ...}``: a first-order estimate used by the folding search."""
         return {"LUT": 0, "mem_bits": 0}
 
+    @abstractmethod
     def execute(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        raise NotImplementedError
+        """Bit-exact outputs for a batch of frames (leading axis N)."""
 
 
 def make_node(cls: type[HWOp], inputs: list[str], outputs: list[str], name: str, **attrs):

@@ -22,8 +22,8 @@ reads). Per-op step layouts (``P`` pixels, ``cf`` channel folds, per frame):
 - FMPadding: one step per output beat; steps inside the image also read.
 - ConvolutionInputGenerator (default style): ``buffer_depth()`` steps that only read (the line buffer fill),
   then per output row ``max(OW*K*cf, Stride*W*cf)`` steps, writing the row's windows from its first step
-  and reading the beats that complete the next windows (Stride rows) spread evenly over the row, in
-  parallel. 1x1 kernels and ``parallel_window``: step k reads beat k and writes every output beat whose
+  and reading the beats that complete the next windows (Stride rows) from its first step too, in parallel
+  (a window never waits for a beat read later in its own row, because K >= Stride). 1x1 kernels and ``parallel_window``: step k reads beat k and writes every output beat whose
   last input it is; 2 extra steps per frame.
 - MVAU (FINN's Matrix_Vector_Activate loop): per pixel NF*SF steps; the SF steps of neuron fold 0 read the
   input vector (later folds reuse the input buffer); every SF-th step writes PE outputs.
@@ -34,8 +34,12 @@ reads). Per-op step layouts (``P`` pixels, ``cf`` channel folds, per frame):
   side's beat is read when its first part is needed (down-sizing) or written with its last part (up-sizing).
 - StreamingFIFO: not a layer here; the network folds it into its edge as a buffer of ``depth`` beats.
 
-A written beat reaches the next layer ``LATENCY`` cycle(s) later. These are cycle *approximations* of FINN's
-layers (their formulas, not their RTL): pipeline depths inside a layer are not modelled.
+A beat written at step ``t`` reaches the next layer's input ``latency = 1 + pipeline depth`` cycles later: the
+step that writes reserves room in the output FIFO, the beat leaves the layer's output pipeline ``depth`` cycles
+later and the FIFO offers it one cycle after that. The depths are those of onebit's RTL (``hw/rtl``): the
+threshold units (Thresholding, MVAU with thresholds) are a binary search with one pipeline stage per output bit;
+every other layer writes in the step itself (:func:`pipeline_depth`). The RTL runs exactly these step machines,
+so its cycles equal the model's (co-simulation checks every beat's time on every edge).
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ import numpy as np
 from onebit.errors import UnsupportedError
 from onebit.export.dataflow.base import HWOp
 
-#: cycles from a step that writes a beat to the first step of the consumer that can read it
+#: cycles from a step that writes a beat to the first step of the consumer that can read it (no pipeline)
 LATENCY = 1
 #: "minus infinity" for times (int64, far from overflow when cycles are added)
 NEG = -(1 << 60)
@@ -67,6 +71,7 @@ class LayerModel:
     pos: np.ndarray
     reads: list[np.ndarray]
     writes: np.ndarray
+    latency: int = LATENCY
     _tiled: dict = field(default_factory=dict, repr=False)
 
     # ----- what the layer is ---------------------------------------------------------------------------
@@ -104,7 +109,7 @@ class LayerModel:
 
     def fill_cycles(self) -> int:
         """Cycles from the frame's first step until its first output beat reaches the next layer, unstalled."""
-        return int(self.pos[self.writes[0]]) + LATENCY
+        return int(self.pos[self.writes[0]]) + self.latency
 
     def rates(self) -> dict:
         """Average beats per cycle on each input and on the output over an unstalled frame."""
@@ -242,8 +247,8 @@ def _swg(op: HWOp):
         if take > row:  # more rows to read than the row period holds (unequal strides)
             raise UnsupportedError(f"node {op.name} (ConvolutionInputGenerator): stride {sh}x{sw} reads more "
                                    f"beats per output row than the row period holds; not modelled")
-        if take:  # spread evenly over the row period, in parallel with the writes
-            reads.append(fill + r * row + (_ar(take) * row) // take)
+        if take:  # from the row's first step, in parallel with the writes
+            reads.append(fill + r * row + _ar(take))
         left -= take
     writes = (fill + np.arange(oh, dtype=np.int64)[:, None] * row + _ar(ow * k * cf)[None]).ravel()
     return period, [np.concatenate(reads)], writes
@@ -304,8 +309,33 @@ LAYOUTS = {
 }
 
 
-def layer_model(op: HWOp) -> LayerModel:
-    """The cycle model of ``op`` (any dataflow layer but StreamingFIFO, which the network folds into edges)."""
+def threshold_bits(steps: int) -> int:
+    """Stages of a binary search over ``steps`` sorted thresholds: the bits of a count in [0, steps]."""
+    return max(1, int(steps).bit_length())
+
+
+def threshold_steps(op: HWOp, model=None) -> int:
+    """Thresholds per channel of a Thresholding or thresholded MVAU (its threshold tensor's, if ``model``)."""
+    if op.onnx_node.op_type == "Thresholding":
+        return int(op.a("numSteps"))
+    if model is not None and len(op.onnx_node.input) > 2:
+        t = model.get_initializer(op.onnx_node.input[2])
+        if t is not None:
+            return int(t.shape[-1])
+    return 2 ** op.output_dtype().bitwidth() - 1
+
+
+def pipeline_depth(op: HWOp, model=None) -> int:
+    """Cycles between a step that writes and its beat leaving the layer, in onebit's RTL."""
+    kind = op.onnx_node.op_type
+    if kind == "Thresholding" or (kind == "MVAU" and not op.a("noActivation")):
+        return threshold_bits(threshold_steps(op, model))
+    return 0
+
+
+def layer_model(op: HWOp, model=None) -> LayerModel:
+    """The cycle model of ``op`` (any dataflow layer but StreamingFIFO, which the network folds into edges);
+    ``model`` (the graph) gives the threshold counts that set the RTL's pipeline depths."""
     kind = op.onnx_node.op_type
     layout = LAYOUTS.get(kind)
     if layout is None:
@@ -317,4 +347,4 @@ def layer_model(op: HWOp) -> LayerModel:
         raise UnsupportedError(f"node {op.name} ({kind}): its folding gives {ins} input and {op.output_beats()} "
                                f"output beats per frame, which its stream layout cannot produce; check PE/SIMD")
     pos, reads, writes = _events(int(period), read_pos, write_pos, op.name)
-    return LayerModel(op, int(period), pos, reads, writes)
+    return LayerModel(op, int(period), pos, reads, writes, LATENCY + pipeline_depth(op, model))

@@ -3,7 +3,7 @@
 **Edges.** Each stream edge runs from a layer's output to a layer's stream input; ``StreamingFIFO`` nodes
 are folded into the edge they sit on (their ``depth`` becomes the edge's capacity in beats). The graph input
 is a source that offers one beat per cycle; graph outputs go to a sink that is always ready. A beat written
-at step time ``t`` can be read from ``t + LATENCY``. An edge of depth ``d`` lets its producer write beat
+at step time ``t`` can be read from ``t + latency`` (the layer's, :attr:`LayerModel.latency`). An edge of depth ``d`` lets its producer write beat
 ``j`` only after the consumer has read beat ``j - d`` (at least one cycle before): the producer stalls.
 
 **Unbounded FIFOs** (no StreamingFIFO nodes, no ``depths``): one pass in topological order, each layer's
@@ -42,7 +42,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from onebit.errors import GraphError
 from onebit.export.dataflow import graph as dfg
-from onebit.sim.model import LATENCY, NEG, LayerModel, layer_model
+from onebit.sim.model import NEG, LayerModel, layer_model
 
 FIFO = "StreamingFIFO"
 #: Gauss-Seidel sweeps of the finite-FIFO fixed point before switching to policy iteration
@@ -94,7 +94,7 @@ class Network:
         self.model = model
         nodes = [n for n in model.graph.node if n.op_type != FIFO]
         fifo_nodes = {n.output[0]: n for n in model.graph.node if n.op_type == FIFO}
-        self.layers: list[LayerModel] = [layer_model(dfg.get_op(n)) for n in nodes]
+        self.layers: list[LayerModel] = [layer_model(dfg.get_op(n), model) for n in nodes]
         self.index = {lm.name: i for i, lm in enumerate(self.layers)}
         producer = {}
         for i, n in enumerate(nodes):
@@ -275,7 +275,7 @@ class Schedule:
             if e.producer is None:
                 out.append(np.arange(self.n * e.beats, dtype=np.int64))
             else:
-                out.append(self.W[e.producer] + LATENCY)
+                out.append(self.W[e.producer] + self.net.layers[e.producer].latency)
         return out
 
     def credit(self, i: int) -> np.ndarray | None:
@@ -311,7 +311,7 @@ class Schedule:
             self.R[e.index] = t[reads[e.slot]]
         for e in self.net.out_edges[i]:
             if e.consumer is None:
-                self.R[e.index] = self.W[i] + LATENCY
+                self.R[e.index] = self.W[i] + lm.latency
 
     # ----- results -----------------------------------------------------------------------------------------
     def source_reads(self) -> np.ndarray:
@@ -381,7 +381,7 @@ def latest(s: Schedule) -> Schedule:
         deadline = None
         for e in net.out_edges[i]:
             d = s.R[e.index] if e.consumer is None else late.R[e.index]
-            deadline = d - LATENCY if deadline is None else np.minimum(deadline, d - LATENCY)
+            deadline = d - lm.latency if deadline is None else np.minimum(deadline, d - lm.latency)
         ub = np.full(len(pos), big, dtype=np.int64)
         if deadline is not None:
             ub[writes] = deadline
@@ -534,7 +534,7 @@ def _policy(s: Schedule, active: list[int] | None = None) -> dict:
             hit = np.flatnonzero(root[ev] & (arr[e.slot] == t[ev]))
             if e.producer in where:
                 pred[ev[hit]] = offsets[where[e.producer]] + net.layers[e.producer].tiled(n)[2][hit]
-                w[ev[hit]] = LATENCY
+                w[ev[hit]] = net.layers[e.producer].latency
             else:  # a root: the source offers beat k at cycle k; a layer outside is held at its times
                 w[ev[hit]] = arr[e.slot][hit]
             kind[ev[hit]] = 1

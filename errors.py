@@ -34,3 +34,15 @@ class FoldingError(OnebitError):
 
 class ParityError(OnebitError):
     """Two stages of the pipeline disagree on the same inputs."""
+
+
+class ToolError(OnebitError):
+    """An external tool (Verilator, Yosys, nextpnr) is missing, failed or ran past its time limit."""
+
+
+class FitError(OnebitError):
+    """A design does not fit the chosen FPGA device."""
+
+
+class CosimError(OnebitError):
+    """The RTL's outputs or cycles differ from the reference executor's or the simulator's."""

@@ -1,0 +1,131 @@
+"""Co-simulation: the generated RTL under Verilator against the reference executor (every beat's value on
+every edge) and the simulator (every beat's delivery and pop cycle on every edge). A mismatch names the
+first differing layer, tensor, frame and element."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from qonnx.core.modelwrapper import ModelWrapper
+
+from onebit.errors import CosimError
+from onebit.hw import verilator
+from onebit.hw.encode import hex_beats
+from onebit.hw.top import Design, generate
+from onebit.sim.network import execute_frames, simulate
+from onebit.export.dataflow import graph as dfg
+
+
+@dataclass
+class CosimResult:
+    frames: int
+    outputs_equal: bool
+    cycles_equal: bool
+    rtl: dict  # ii, latency, cycles
+    sim: dict
+    verilator_seconds: float
+    cycles_per_second: float
+    mismatches: list[str] = field(default_factory=list)
+    outputs: np.ndarray | None = None
+
+    def as_dict(self) -> dict:
+        return {"frames": self.frames, "outputs_equal": self.outputs_equal, "cycles_equal": self.cycles_equal,
+                "rtl": self.rtl, "sim": self.sim, "verilator_seconds": round(self.verilator_seconds, 3),
+                "verilator_cycles_per_second": round(self.cycles_per_second),
+                "mismatches": self.mismatches}
+
+
+def _element(shape: tuple, flat: int) -> str:
+    return "[" + ", ".join(str(int(i)) for i in np.unravel_index(flat, shape)) + "]"
+
+
+def compare(design: Design, trace: verilator.Trace, x: np.ndarray, check_cycles: bool = True) -> CosimResult:
+    model, net = design.model, design.net
+    n = len(x)
+    taps = execute_frames_taps(model, x)
+    res = simulate(model, frames=n, depths=design.depth_map(), fifo_sizing=False)
+    sched = res.schedule
+    mismatches: list[str] = []
+    data_ok = True
+    for i in net.order:
+        lm = net.layers[i]
+        for e in net.out_edges[i]:
+            got_hex = trace.edges[e.index]["data"]
+            op = lm.op
+            tensor = e.tensors[0]
+            want = taps[tensor]
+            lanes = op.fold_of_output()
+            beats = e.beats
+            if len(got_hex) != n * beats:
+                data_ok = False
+                mismatches.append(f"layer {lm.name}: tensor {tensor!r}: the RTL delivered {len(got_hex)} beats, "
+                                  f"expected {n * beats} ({n} frame(s) x {beats})")
+                break
+            got = hex_beats(got_hex, op.output_dtype(), lanes).reshape(want.shape)
+            diff = np.flatnonzero(got.astype(np.float64).ravel() != want.astype(np.float64).ravel())
+            if len(diff):
+                data_ok = False
+                k = int(diff[0])
+                per = int(np.prod(want.shape[1:]))
+                frame, flat = divmod(k, per)
+                mismatches.append(f"layer {lm.name}: tensor {tensor!r} frame {frame} element "
+                                  f"{_element(want.shape[1:], flat)} (NHWC): RTL {int(got.ravel()[k])}, reference "
+                                  f"{int(want.ravel()[k])} ({len(diff)} element(s) differ)")
+        if not data_ok:
+            break  # later layers only repeat the first difference
+    cycles_ok = True
+    if check_cycles and data_ok:
+        for i in net.order:
+            lm = net.layers[i]
+            for e in net.out_edges[i]:
+                want_w = sched.W[i] + (lm.latency - 1)
+                got_w = trace.edges[e.index]["w"]
+                if not np.array_equal(got_w, want_w):
+                    cycles_ok = False
+                    k = int(np.flatnonzero(got_w != want_w)[0])
+                    mismatches.append(f"layer {lm.name}: output beat {k} left the layer in cycle {int(got_w[k])}, "
+                                      f"the simulator says {int(want_w[k])}")
+                    break
+            if not cycles_ok:
+                break
+    rtl_done = trace.out_cycles.reshape(n, -1)[:, -1] + 1 if len(trace.out_cycles) == n * design.out_edge.beats \
+        else None
+    start = trace.edges[design.in_edge.index]["r"]
+    rtl = {"cycles": trace.cycles}
+    if rtl_done is not None and len(start):
+        rtl["latency"] = int(rtl_done[0] - start[0]) + 1
+        rtl["ii"] = int(rtl_done[-1] - rtl_done[-2]) if n > 1 else None
+    sim = {"latency": res.latency, "ii": res.ii if n > 1 else None, "ii_model": res.ii_model}
+    outs = None
+    if data_ok:
+        out_t = design.out_edge.tensors[0]
+        outs = taps[out_t]
+    cps = trace.cycles / trace.seconds if trace.seconds > 0 else 0.0
+    return CosimResult(n, data_ok, cycles_ok and data_ok, rtl, sim, trace.seconds, cps, mismatches, outs)
+
+
+def execute_frames_taps(model: ModelWrapper, x: np.ndarray) -> dict[str, np.ndarray]:
+    return dfg.execute(model, x, taps=True)
+
+
+def cosimulate(model: ModelWrapper, x: np.ndarray, folder: Path, depths: dict | None = None,
+               design: Design | None = None, exe: Path | None = None, max_cycles: int | None = None,
+               strict: bool = True) -> CosimResult:
+    """Generate (unless given), build and run the design on frames ``x``; compare. ``strict``: raise
+    :class:`CosimError` on any mismatch."""
+    x = dfg.check_frames(model, np.asarray(x))
+    design = design or generate(model, folder, depths)
+    exe = exe or verilator.build(design, len(x))
+    if max_cycles is None:
+        est = simulate(model, frames=len(x), depths=design.depth_map(), fifo_sizing=False)
+        max_cycles = int(est.done[-1] * 2 + 1000)
+    trace = verilator.run(design, exe, x, max_cycles)
+    result = compare(design, trace, x)
+    if trace.timed_out:
+        result.mismatches.insert(0, f"the RTL did not finish within {max_cycles} cycles")
+        result.outputs_equal = result.cycles_equal = False
+    if strict and result.mismatches:
+        raise CosimError("co-simulation: " + result.mismatches[0])
+    return result

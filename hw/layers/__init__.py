@@ -1,0 +1,6 @@
+"""One RTL class per dataflow layer: its Verilog module, parameters and memory files."""
+
+from onebit.hw.layers.base import RTL_LAYERS, RTLLayer, rtl_layer
+from onebit.hw.layers import thresholding  # noqa: F401  (registers)
+
+__all__ = ["RTL_LAYERS", "RTLLayer", "rtl_layer"]

@@ -1,0 +1,103 @@
+"""The base of every RTL layer: how a dataflow op becomes an instance of a module in ``hw/rtl``.
+
+Every module is a **step machine** that runs exactly the step layout of the op's simulator model
+(``sim/model.py``): each cycle it tries its current step; the step fires when every input it reads offers a
+beat (``inK_valid``) and every output it writes has room (``outK_room``); on firing it takes the beats
+(``inK_ready``), reserves output room (``outK_reserve``) and delivers the written beat ``pipeline_depth`` cycles
+later (``outK_valid`` / ``outK_data``). Ports with one stream are named ``in_*`` / ``out_*``; with several,
+``in0_*``, ``in1_*``, ``out0_*``...
+
+Subclasses set ``op_type``, ``module``, ``files`` (the Verilog files the module needs) and implement
+``params`` and, if the layer has memories, ``write_memories``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from qonnx.core.modelwrapper import ModelWrapper
+
+from onebit.errors import UnsupportedError
+from onebit.export.dataflow.base import HWOp
+from onebit.sim.model import pipeline_depth
+
+RTL_DIR = Path(__file__).resolve().parent.parent / "rtl"
+RTL_LAYERS: dict[str, type["RTLLayer"]] = {}
+
+
+def register(cls):
+    RTL_LAYERS[cls.op_type] = cls
+    for alias in getattr(cls, "aliases", ()):
+        RTL_LAYERS[alias] = cls
+    return cls
+
+
+class RTLLayer:
+    op_type = ""
+    module = ""
+    files: tuple[str, ...] = ()
+
+    def __init__(self, op: HWOp, model: ModelWrapper):
+        self.op = op
+        self.model = model
+
+    @property
+    def name(self) -> str:
+        return self.op.name
+
+    @property
+    def ident(self) -> str:
+        """The node name as a Verilog identifier."""
+        return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in self.name)
+
+    def n_inputs(self) -> int:
+        return len(self.op.stream_inputs())
+
+    def n_outputs(self) -> int:
+        return 1
+
+    def in_width(self, i: int = 0) -> int:
+        return int(self.op.instream_width(i))
+
+    def out_width(self) -> int:
+        return int(self.op.outstream_width())
+
+    def pipeline_depth(self) -> int:
+        return pipeline_depth(self.op, self.model)
+
+    def params(self) -> dict:
+        """Verilog parameters (ints, or strings for memory file prefixes)."""
+        raise NotImplementedError
+
+    def write_memories(self, memdir: Path) -> list[Path]:
+        """Write the layer's memory-init files into ``memdir``; returns them."""
+        return []
+
+    def init(self, k: int = 1) -> np.ndarray:
+        """The op's k-th input as a parameter tensor (weights, thresholds)."""
+        t = self.model.get_initializer(self.op.onnx_node.input[k])
+        if t is None:
+            raise UnsupportedError(f"node {self.name}: input {k} ({self.op.onnx_node.input[k]}) is not a constant; "
+                                   f"the RTL needs its weights/thresholds in the graph")
+        return np.asarray(t)
+
+    def mem_prefix(self, what: str) -> str:
+        return f"mem/{self.ident}_{what}"
+
+
+def rtl_layer(op: HWOp, model: ModelWrapper) -> RTLLayer:
+    kind = op.onnx_node.op_type
+    cls = RTL_LAYERS.get(kind)
+    if cls is None:
+        raise UnsupportedError(f"node {op.name}: no RTL for {kind}; onebit's RTL covers "
+                               f"{', '.join(sorted(RTL_LAYERS))}")
+    return cls(op, model)
+
+
+def write_mem(path: Path, words: list[int], bits: int) -> Path:
+    """A $readmemh file: one word per line, ``bits`` wide (two's complement for negatives)."""
+    digits = max(1, -(-bits // 4))
+    mask = (1 << bits) - 1
+    path.write_text("".join(format(int(w) & mask, f"0{digits}x") + "\n" for w in words))
+    return path

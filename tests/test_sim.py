@@ -21,7 +21,6 @@ from qonnx.util.basic import qonnx_make_model
 from onebit.export.dataflow.base import FINN_DOMAIN, ONEBIT_DOMAIN
 from onebit.export.dataflow.graph import execute, load_dataflow
 from onebit.export.dataflow.ops import OPS
-from onebit.sim.model import LATENCY
 from onebit.sim.network import DeadlockError, Network, simulate, solve
 from testkit import call, tiny_dataflow
 
@@ -96,7 +95,7 @@ def check_single(model, x, expected, closed_form: int):
         stalls = res.schedule.layer_stalls(i)
         assert stalls["stall_in"] == 0 and stalls["stall_out"] == 0 and stalls["utilisation"] == 1.0
     if len(res.net.layers) == 1:  # unstalled, the first frame's last beat leaves one hop after its step
-        assert res.done[0] == int(lm.pos[lm.writes[-1]]) + LATENCY
+        assert res.done[0] == int(lm.pos[lm.writes[-1]]) + lm.latency
         assert res.latency == res.done[0] - res.start[0] + 1
     return res
 

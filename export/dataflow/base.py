@@ -142,10 +142,24 @@ def frames(x: np.ndarray, shape: tuple) -> np.ndarray:
 def multithreshold(x: np.ndarray, thresholds: np.ndarray, bias: float, scale: float = 1.0) -> np.ndarray:
     """Channels-last thresholding: ``scale * #{t : x >= t} + bias`` with per-channel (or shared) thresholds."""
     t = thresholds if thresholds.shape[0] > 1 else np.broadcast_to(thresholds, (x.shape[-1], thresholds.shape[1]))
+    if t.shape[1] > 8 and np.all(np.diff(t, axis=1) >= 0):
+        return scale * _count_sorted(x, t) + bias
     counts = np.zeros(x.shape, dtype=np.int64)
-    for j in range(t.shape[1]):  # steps are few (<= 255); each pass is vectorised over frames and channels
+    for j in range(t.shape[1]):  # few steps: each pass is vectorised over frames and channels
         counts += x >= t[:, j]
     return scale * counts + bias
+
+
+def _count_sorted(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``#{t_c : x >= t_c}`` for sorted per-channel thresholds with one ``searchsorted``: channel c's thresholds
+    and inputs are shifted by ``c * span`` into disjoint ranges (exact: integers well below 2**53)."""
+    tf = np.where(np.isfinite(t), t, np.sign(t) * 1e15).astype(np.float64)
+    lo = min(float(tf.min()), float(x.min(initial=0)))
+    span = max(float(tf.max()), float(x.max(initial=0))) - lo + 2.0
+    offs = np.arange(t.shape[0], dtype=np.float64) * span - lo
+    flat_t = (tf + offs[:, None]).ravel()
+    pos = np.searchsorted(flat_t, (x.astype(np.float64) + offs), side="right")
+    return pos - np.arange(t.shape[0], dtype=np.int64) * t.shape[1]
 
 
 def ceil_div(a: int, b: int) -> int:

@@ -74,7 +74,8 @@ class MVAU(HWOp):
         x = x.reshape(-1, *self.vecs()[1:], self.a("MW"))
         exact32 = self.a("MW") * max(abs(self.input_dtype().min()), abs(self.input_dtype().max())) < 2**24
         ftype = np.float32 if exact32 else np.float64  # integer sums below 2**24 are exact in float32 BLAS
-        acc = np.matmul(x.astype(ftype), w.astype(ftype))
+        # one 2-D product: numpy's batched matmul over (N, H, W) leading axes is ~50x slower than BLAS
+        acc = (x.reshape(-1, x.shape[-1]).astype(ftype) @ w.astype(ftype)).reshape(*x.shape[:-1], w.shape[-1])
         if not self.has_thresholds():
             return [acc]
         odt = self.output_dtype()

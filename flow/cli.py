@@ -1,0 +1,120 @@
+"""``onebit run``: train, pack, export, fold, simulate, build and verify the hardware, and write the report.
+
+Registered in :mod:`onebit.cli`. Only click is imported here, so that every other command starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+DEFAULT_OUT = "onebit-run"
+
+
+def _flag_layer(**flags) -> dict:
+    """The flags the user gave, as a partial configuration."""
+    from onebit.flow.config import FLAGS
+
+    by_flag = {flag: key for key, flag in FLAGS.items()}
+    layer: dict = {}
+    for opt, value in flags.items():
+        if value is not None:
+            section, key = by_flag["--" + opt.replace("_", "-")]
+            layer.setdefault(section, {})[key] = value
+    return layer
+
+
+def resolve_config(out: Path, config_file: str | None, flags: dict, log) -> dict:
+    """Defaults < the --config file (else the run folder's saved run.toml) < flags."""
+    from onebit.flow import config as C
+
+    saved = out / C.CONFIG_FILE
+    if config_file:
+        base = C.load_file(config_file)
+    elif saved.is_file():
+        base = C.load_file(saved, flag=f"{out}/")
+        log(f"configuration: {saved} (this folder's run), then the flags")
+    else:
+        base = {}
+    return C.merge(base, C.check(_flag_layer(**flags), "flags"))
+
+
+def _summary_lines(results: dict, cfg: dict, out: Path) -> list[str]:
+    from onebit.flow.stages import REPORT
+
+    lines = []
+    if "train" in results:
+        t = results["train"]
+        lines.append(f"{t['arch']} on {t['dataset']}: test accuracy {100 * t['test_acc']:.2f} % after "
+                     f"{t['epochs']} epochs")
+    if "sim" in results:
+        s = results["sim"]
+        lines.append(f"simulator: {s['fps']:,.0f} frames/s at {cfg['hw']['clock_mhz']:g} MHz, latency "
+                     f"{s['latency_us']:,.1f} us")
+    hw = results.get("hw") or {}
+    if hw.get("fmax_mhz"):
+        lines.append(f"{cfg['hw']['device']}: fmax {hw['fmax_mhz']:.1f} MHz, "
+                     f"{hw.get('frames_per_second') or 0:,.0f} frames/s; " +
+                     ", ".join(f"{k} {v}" for k, v in (hw.get("resources") or {}).items()))
+    if "verify" in results:
+        v = results["verify"]
+        lines.append(f"verification: {'every check passes' if v['passed'] else 'FAILED: ' + ', '.join(v['failed'])}")
+    if "report" in results:
+        lines.append(f"report: {out / REPORT}")
+    return lines
+
+
+@click.command("run")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="Run configuration (.toml, .yaml); flags override it. Default: OUT/run.toml if it exists.")
+@click.option("--out", type=click.Path(file_okay=False), default=DEFAULT_OUT, show_default=True,
+              help="Run folder; the resolved configuration is saved in it as run.toml.")
+@click.option("--data", default=None, help="digits (default), fashion-mnist, or KIND:PATH / PATH as for `train`.")
+@click.option("--arch", default=None, help="tiny (default), wrn-D-K.")
+@click.option("--act", type=click.Choice(["bn-relu", "srelu"]), default=None, help="Activation (default srelu).")
+@click.option("--abits", type=click.IntRange(1, 8), default=None, help="Activation bits (default 4).")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Training epochs (default as `train`: 30).")
+@click.option("--seed", type=int, default=None, help="Random seed of the training (default 0).")
+@click.option("--frames", type=click.IntRange(1), default=None,
+              help="Test images checked through pack, export and the simulator (default: all).")
+@click.option("--target-fps", type=float, default=None, help="Frames/s the folding must reach (default 1000).")
+@click.option("--device", default=None, help="FPGA for synthesis and place and route (default ecp5-25k).")
+@click.option("--clock-mhz", type=float, default=None, help="Clock for folding, simulation and timing (default 50).")
+@click.option("--until", default=None, help="Stop after this stage: train, pack, export, fold, sim, hw, verify.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-step lines, only one line per stage.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary on stdout.")
+def run(config_file, out, until, quiet, as_json, **flags):
+    """The whole flow on one dataset: train, export, fold, simulate, RTL co-simulation, bitstream, report.
+
+    Stages whose inputs have not changed since the last run in OUT are skipped; an interrupted run continues
+    where it stopped (training from its last epoch).
+    """
+    from onebit.atomic import write_bytes
+    from onebit.errors import ConfigError, ParityError
+    from onebit.flow.config import CONFIG_FILE, to_toml
+    from onebit.flow.engine import Context, locked, run_stages
+    from onebit.flow.stages import REPORT, STAGE_NAMES, STAGES
+
+    def log(line):
+        click.echo(line, err=True)
+
+    if until is not None and until not in STAGE_NAMES:
+        raise ConfigError(f"--until: unknown stage {until!r}; expected one of {', '.join(STAGE_NAMES)}")
+    out = Path(out)
+    cfg = resolve_config(out, config_file, flags, log)
+    with locked(out):
+        saved, text = out / CONFIG_FILE, to_toml(cfg)
+        if not saved.is_file() or saved.read_text() != text:
+            write_bytes(saved, text.encode())
+        ctx = Context(cfg, out, log, quiet=quiet or as_json)
+        rows = run_stages(STAGES, ctx, until)
+    verify = ctx.results.get("verify")
+    if as_json:
+        click.echo(json.dumps({"out": str(out), "config": cfg, "stages": rows, "results": ctx.results}, indent=2))
+    else:
+        for line in _summary_lines(ctx.results, cfg, out):
+            click.echo(line)
+    if verify and not verify["passed"]:
+        raise ParityError(f"verification failed ({', '.join(verify['failed'])}); see {out / REPORT}")

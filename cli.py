@@ -232,11 +232,14 @@ def lower_cmd(file, out, frames, input_npy, top_k, as_json):
 def _register_stage_commands():
     from onebit.export.dataflow.fold_cli import fold
     from onebit.flow.cli import run
+    from onebit.hw.cli import build_cmd, verify_cmd
     from onebit.sim.cli import sim
 
     cli.add_command(fold)
     cli.add_command(run)
     cli.add_command(sim)
+    cli.add_command(build_cmd)
+    cli.add_command(verify_cmd)
 
 
 _register_stage_commands()

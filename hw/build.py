@@ -1,0 +1,111 @@
+"""``onebit build``: a folded dataflow graph to RTL, a Verilator co-simulation checked against the reference
+executor and the simulator, and (with the open toolchain) synthesis, place and route and a bitstream."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from onebit.atomic import write_json
+from onebit.errors import ConfigError, CosimError
+from onebit.export.dataflow import graph as dfg
+from onebit.hw import verilator
+from onebit.hw.cosim import cosimulate
+from onebit.hw.top import generate
+
+REPORT_FILE = "build.json"
+
+
+def random_inputs(model, frames: int, seed: int = 0) -> np.ndarray:
+    """Random frames of the graph's input type (all codes equally likely)."""
+    dt = model.get_tensor_datatype(model.graph.input[0].name)
+    shape = dfg.input_shape(model)
+    rng = np.random.default_rng(seed)
+    return rng.integers(int(dt.min()), int(dt.max()) + 1, (frames, *shape[1:])).astype(np.float32)
+
+
+def build(graph: str | Path, out: str | Path, *, device: str = "ecp5-25k", clock_mhz: float = 50.0,
+          frames: int = 2, inputs: np.ndarray | None = None, depths: dict | None = None, synth: bool = True,
+          pnr: bool = True, log: Callable[[str], None] = lambda s: None, strict: bool = True) -> dict:
+    """Generate, lint, co-simulate and (``synth``/``pnr``) implement the graph; writes ``out/build.json``.
+
+    ``inputs``: frames in the graph's input layout (default: ``frames`` random ones). Raises CosimError when the
+    RTL differs from the executor or the simulator (``strict``; the report is written first), FitError when
+    the design does not fit ``device``."""
+    if clock_mhz <= 0:
+        raise ConfigError(f"--clock-mhz: expected a positive number, got {clock_mhz}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = dfg.load_dataflow(graph)
+    x = random_inputs(model, frames) if inputs is None else dfg.check_frames(model, np.asarray(inputs), "--input")
+    report: dict = {"graph": str(graph), "device": device, "clock_mhz": clock_mhz, "frames": int(len(x)),
+                    "seconds": {}}
+
+    def step(name):
+        report["seconds"][name] = round(time.perf_counter() - t0, 2)
+        log(f"  ✓ {name} ({report['seconds'][name]:.1f} s)")
+
+    t0 = time.perf_counter()
+    design = generate(model, out, depths)
+    report["rtl"] = {"folder": "rtl", "top": "onebit_top", "files": design.files,
+                     "fifo_depths": design.depth_map(), "layers": len(design.layers)}
+    step("generate RTL")
+    t0 = time.perf_counter()
+    verilator.lint(design)
+    report["rtl"]["lint"] = "clean (verilator --lint-only -Wall)"
+    step("lint (Verilator)")
+    t0 = time.perf_counter()
+    exe = verilator.build(design, len(x))
+    step("compile (Verilator)")
+    t0 = time.perf_counter()
+    cos = cosimulate(model, x, out, design=design, exe=exe, strict=False)
+    report["cosim"] = cos.as_dict()
+    step("co-simulate (Verilator)")
+    if cos.mismatches:
+        write_json(out / REPORT_FILE, report)
+        if strict:
+            raise CosimError(f"co-simulation of {graph}: {cos.mismatches[0]}")
+        return report
+    ii = cos.rtl.get("ii") or cos.sim["ii_model"]
+    report["ii_cycles"] = int(ii)
+    report["latency_cycles"] = int(cos.rtl["latency"])
+    if synth:
+        from onebit.hw.synth import synthesize
+
+        t0 = time.perf_counter()
+        s = synthesize(design, device=device, clock_mhz=clock_mhz, out_dir=out / "synth", pnr=pnr)
+        report["synth"] = s
+        step("synthesis" + (", place and route, bitstream" if pnr else ""))
+        fmax = s.get("fmax_mhz")
+        if fmax:
+            report["frames_per_second"] = fmax * 1e6 / ii
+            report["latency_us"] = cos.rtl["latency"] / fmax
+        report["frames_per_second_at_clock"] = clock_mhz * 1e6 / ii
+    write_json(out / REPORT_FILE, report)
+    return report
+
+
+def format_build(report: dict) -> list[str]:
+    c = report.get("cosim", {})
+    lines = [f"RTL: {report['rtl']['layers']} layers, {len(report['rtl']['fifo_depths'])} FIFOs, lint clean",
+             f"co-simulation ({c.get('frames')} frames): outputs "
+             f"{'bit-exact' if c.get('outputs_equal') else 'DIFFERENT'} on every edge, cycles "
+             f"{'equal to the simulator' if c.get('cycles_equal') else 'DIFFERENT'}; II {report.get('ii_cycles')} "
+             f"cycles, latency {report.get('latency_cycles')} cycles; Verilator "
+             f"{c.get('verilator_cycles_per_second', 0):,} cycles/s"]
+    s = report.get("synth")
+    if s:
+        r = s.get("resources", {})
+        lines.append(f"{report['device']}: " + ", ".join(f"{k} {v}" for k, v in r.items()))
+        if s.get("fmax_mhz"):
+            lines.append(f"fmax {s['fmax_mhz']:.1f} MHz (target {report['clock_mhz']:g} MHz, "
+                         f"{'met' if s.get('timing_met') else 'not met'}): {report['frames_per_second']:,.0f} "
+                         f"frames/s, latency {report['latency_us']:.1f} us")
+        if s.get("bitstream"):
+            lines.append(f"bitstream: synth/{s['bitstream']}")
+    for m in c.get("mismatches", []):
+        lines.append(f"MISMATCH: {m}")
+    return lines

@@ -5,7 +5,7 @@ run folder). Its key is a hash of those configuration values and of the contents
 finishes, ``.stamps/<stage>.json`` records the key, the hashes of what it wrote and its result (a small JSON
 summary). The next run skips a stage whose key is unchanged and whose outputs are still the ones it wrote. A
 stage that was interrupted has a stamp marked ``running``; when it runs again with the same key,
-``Context.resuming`` is true (training then continues from its last checkpoint).
+``Context.resuming`` is true, and a ``resumable`` stage (training) continues from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class Stage:
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
     summary: Callable[[dict], str] | None = None  # the log's line about a result
+    resumable: bool = False  # continues its own partial work after an interruption (training)
 
 
 @dataclass
@@ -118,7 +119,7 @@ def run_stage(stage: Stage, ctx: Context, tag: str) -> dict:
         return {"stage": stage.name, "status": "skipped", "seconds": stamp.get("seconds")}
     ctx.resuming = bool(stamp and stamp.get("status") == "running" and stamp.get("key") == key)
     write_json(path, {"stage": stage.name, "key": key, "status": "running", "started": _now()})
-    ctx.log(f"{tag}: {'resuming' if ctx.resuming else 'running'}")
+    ctx.log(f"{tag}: {'resuming' if ctx.resuming and stage.resumable else 'running'}")
     t0 = time.perf_counter()
     result = stage.fn(ctx)
     seconds = round(time.perf_counter() - t0, 2)

@@ -131,8 +131,12 @@ def graph(d: dict) -> str:
     counts = Counter(r["op"] for r in f.get("layers", []))
     t = f.get("totals", {})
     rows = [[esc(op), n] for op, n in sorted(counts.items(), key=lambda kv: -kv[1])]
+    io_rows = [[esc(role), esc(t["name"]), esc(" x ".join(map(str, t["shape"]))), esc(t["type"])]
+               for role, t in f.get("graph", {}).items()]
     return "\n".join([f"<p>{num(t.get('nodes'))} nodes in the folded dataflow graph (fold/model.folded.onnx), "
-                      f"{num(t.get('mem_bits'))} bits of weights and thresholds.</p>", table(["op", "nodes"], rows)])
+                      f"{num(t.get('mem_bits'))} bits of weights and thresholds.</p>",
+                      table(["tensor", "name", "shape (NHWC)", "type"], io_rows, left=2),
+                      table(["op", "nodes"], rows)])
 
 
 def folding(ctx: Context, d: dict) -> str:

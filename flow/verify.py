@@ -78,7 +78,8 @@ def hw_rows(build: dict | None, hw: dict) -> list[dict]:
     clock = hw["clock_mhz"]
     rows.append(_row("hw", f"timing at {clock:g} MHz (nextpnr)", None if fmax is None else fmax >= clock, None,
                      f"fmax {fmax:.1f} MHz" if fmax is not None else "no fmax reported", soft=True))
-    rows.append(_row("hw", "bitstream", bool(bit), None, f"hw/synth/{bit}" if bit else "not written"))
+    rows.append(_row("hw", "bitstream", bool(bit) if synth else None, None,
+                     f"hw/synth/{bit}" if bit else "not written"))
     return rows
 
 

@@ -164,6 +164,19 @@ def check_values(cfg: dict) -> None:
     TrainConfig(**cfg["train"]).check()
     if cfg["hw"]["pnr"] and not cfg["hw"]["synth"]:
         raise ConfigError("[hw] pnr = true needs synth = true (place and route works on the synthesised netlist)")
+    if cfg["hw"]["synth"]:
+        _check_device(cfg["hw"]["device"])
+
+
+def _check_device(device: str) -> None:
+    try:
+        from onebit.hw.synth import check_device
+    except ModuleNotFoundError:  # the hardware stage says so itself when it is reached
+        return
+    try:
+        check_device(device)
+    except ConfigError as e:
+        raise ConfigError(f"{name('hw', 'device')}: {e}") from None
 
 
 def train_config(cfg: dict) -> TrainConfig:

@@ -101,6 +101,7 @@ def test_bad_config_file_is_one_error_line(tmp_path, capsys, text, named):
     (["--until", "synth"], ["--until", "'synth'"]),
     (["--target-fps", "0"], ["--target-fps", "positive"]),
     (["--arch", "resnet"], ["--arch", "resnet"]),
+    (["--device", "xc7z020"], ["--device", "xc7z020", "ecp5-25k"]),
 ])
 def test_bad_flags_are_one_error_line(tmp_path, capsys, monkeypatch, args, named):
     monkeypatch.chdir(tmp_path)

@@ -1,0 +1,76 @@
+"""MVAU -> ``onebit_mvau``: 1-bit (BIPOLAR or BINARY) weights, PE x SIMD adds per step, optional thresholds."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from onebit.errors import UnsupportedError
+from onebit.hw.encode import signed_bits
+from onebit.hw.layers.base import RTLLayer, register, write_mem
+from onebit.hw.layers.thresholds import threshold_params, write_threshold_memories
+
+WEIGHT_VALUES = {"BIPOLAR": {-1, 1}, "BINARY": {0, 1}}
+
+
+@register
+class MVAURTL(RTLLayer):
+    op_type = "MVAU"
+    module = "onebit_mvau"
+    files = ("onebit_mvau.v", "onebit_thresh.v", "onebit_delay.v")
+
+    @cached_property
+    def weights(self) -> np.ndarray:
+        """The (MW, MH) weight matrix, checked to be 1-bit of the node's weight type."""
+        op = self.op
+        wdt = op.dt("weightDataType").name
+        w = self.init(1)
+        if wdt not in WEIGHT_VALUES or not op.input_dtype().is_integer():
+            raise UnsupportedError(f"node {self.name}: MVAU with {wdt} weights and {op.input_dtype().name} inputs; "
+                                   f"the RTL takes BIPOLAR or BINARY weights and integer inputs")
+        if w.shape != (op.a("MW"), op.a("MH")) or not set(np.unique(w).tolist()) <= WEIGHT_VALUES[wdt]:
+            raise UnsupportedError(f"node {self.name}: its weights are not a ({op.a('MW')}, {op.a('MH')}) matrix "
+                                   f"of {wdt} values {sorted(WEIGHT_VALUES[wdt])}")
+        return w.astype(np.int64)
+
+    @cached_property
+    def sum_range(self) -> tuple[int, int]:
+        """The exact bounds of every output sum over the input type's range, for these weights (partial sums
+        stay within them too: every product's range contains 0)."""
+        idt = self.op.input_dtype()
+        w = self.weights
+        a, b = w * int(idt.min()), w * int(idt.max())
+        return int(np.minimum(a, b).sum(0).min()), int(np.maximum(a, b).sum(0).max())
+
+    def _thr(self) -> dict:
+        lo, hi = self.sum_range
+        return threshold_params(self.init(2), self.op.a("MH"), lo, hi)
+
+    def params(self):
+        op = self.op
+        pe, simd = op.a("PE"), op.a("SIMD")
+        idt, odt = op.input_dtype(), op.output_dtype()
+        p = {"PE": pe, "SIMD": simd, "NF": op.a("MH") // pe, "SF": op.a("MW") // simd, "IW": idt.bitwidth(),
+             "IN_SIGNED": int(idt.signed()), "IN_BIPOLAR": int(idt.name == "BIPOLAR"),
+             "W_BIPOLAR": int(op.dt("weightDataType").name == "BIPOLAR"), "SW": max(2, signed_bits(*self.sum_range)),
+             "THRESH": int(op.has_thresholds()), "OB": odt.bitwidth(), "WMEM": self.mem_prefix("w")}
+        if op.has_thresholds():
+            t = self._thr()
+            p.update(TW=t["TW"], STAGES=t["stages"], OUT_BIAS=0 if odt.name == "BIPOLAR" else op.a("ActVal"),
+                     TMEM=self.mem_prefix("t"))
+        return p
+
+    def write_memories(self, memdir: Path):
+        op = self.op
+        pe, simd = op.a("PE"), op.a("SIMD")
+        nf, sf = op.a("MH") // pe, op.a("MW") // simd
+        # word nf*SF + sf, bit pe*SIMD + simd: W[sf*SIMD + simd, nf*PE + pe]
+        bits = (self.weights > 0).reshape(sf, simd, nf, pe).transpose(2, 0, 3, 1).reshape(nf * sf, pe * simd)
+        words = [int("".join("1" if b else "0" for b in row[::-1]), 2) for row in bits]
+        files = [write_mem(memdir / f"{Path(self.mem_prefix('w')).name}.mem", words, pe * simd)]
+        if op.has_thresholds():
+            t = self._thr()
+            files += write_threshold_memories(memdir, self.mem_prefix("t"), t["table"], pe, t["stages"], t["TW"])
+        return files

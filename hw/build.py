@@ -92,7 +92,7 @@ def format_build(report: dict) -> list[str]:
     c = report.get("cosim", {})
     lines = [f"RTL: {report['rtl']['layers']} layers, {len(report['rtl']['fifo_depths'])} FIFOs, lint clean",
              f"co-simulation ({c.get('frames')} frames): outputs "
-             f"{'bit-exact' if c.get('outputs_equal') else 'DIFFERENT'} on every edge, cycles "
+             f"{'bit-exact on every edge' if c.get('outputs_equal') else 'DIFFERENT'}, cycles "
              f"{'equal to the simulator' if c.get('cycles_equal') else 'DIFFERENT'}; II {report.get('ii_cycles')} "
              f"cycles, latency {report.get('latency_cycles')} cycles; Verilator "
              f"{c.get('verilator_cycles_per_second', 0):,} cycles/s"]

@@ -153,6 +153,23 @@ def fit_problem(res: dict, dev: Device) -> str | None:
     return None
 
 
+#: ECP5 memories small enough for LUTs (at most 4 kbit): a block RAM (18 kbit) each would run the 25k out of its
+#: 56 blocks long before its LUTs (the threshold tables of every layer are many small ROMs)
+SMALL_MEMORIES = ("t:$mem_v2 r:SIZE<=64 %i r:WIDTH<=64 %i", "t:$mem_v2 r:SIZE<=256 %i r:WIDTH<=16 %i")
+
+
+def _synth_commands(dev: Device, synth: str, netlist: str) -> list[str]:
+    """The family's synth script; on ECP5 small RAMs go to LUT RAM and small ROMs to LUT logic (before its
+    map_ram step)."""
+    if dev.family != "ecp5":
+        return [f"{synth} -json {netlist}"]
+    cmds = [f"{synth} -run :map_ram"]
+    for sel in SMALL_MEMORIES:
+        cmds += [f'setattr -set ram_style "distributed" {sel} r:WR_PORTS>=1 %i',
+                 f'setattr -set rom_style "logic" {sel} r:WR_PORTS=0 %i']
+    return [*cmds, f"{synth} -run map_ram: -json {netlist}"]
+
+
 def _fits(res: dict, dev: Device, synth_dev: Device | None = None) -> bool:
     synth_dev = synth_dev or dev
     bram = res["bram"] if dev.family == synth_dev.family else \
@@ -209,7 +226,7 @@ def synthesize(design_or_rtl: Design | str | os.PathLike, files: list[str] | Non
     script = [f"read_verilog -defer -sv {' '.join(files)} {q(WRAPPER + '.v')}",  # -defer: elaborate with the
               f"hierarchy -top {WRAPPER}", "proc", "flatten", "opt -fast",      # real MEM parameters only
               f"tee -q -o {q('rtl_stat.json')} stat -json",
-              f"synth_{dev.family} -top {WRAPPER}{dsp} -json {q('netlist.json')}",
+              *_synth_commands(dev, f"synth_{dev.family} -top {WRAPPER}{dsp}", q('netlist.json')),
               f"tee -q -o {q('stat.json')} stat -json"]
     (out / "synth.ys").write_text("\n".join(script) + "\n")
     seconds, logs = {}, {}

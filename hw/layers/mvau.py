@@ -58,7 +58,7 @@ class MVAURTL(RTLLayer):
              "THRESH": int(op.has_thresholds()), "OB": odt.bitwidth(), "WMEM": self.mem_prefix("w")}
         if op.has_thresholds():
             t = self._thr()
-            p.update(TW=t["TW"], STAGES=t["stages"], OUT_BIAS=0 if odt.name == "BIPOLAR" else op.a("ActVal"),
+            p.update(TW=t["TW"], STAGES=t["stages"], SHARED=t["shared"], OUT_BIAS=0 if odt.name == "BIPOLAR" else op.a("ActVal"),
                      TMEM=self.mem_prefix("t"))
         return p
 

@@ -26,7 +26,7 @@ class ThresholdingRTL(RTLLayer):
         return {"PE": pe, "NF": op.a("NumChannels") // pe, "IW": op.input_dtype().bitwidth(),
                 "IN_SIGNED": int(op.input_dtype().signed()), "TW": t["TW"], "STAGES": t["stages"],
                 "OB": odt.bitwidth(), "OUT_BIAS": 0 if odt.name == "BIPOLAR" else op.a("ActVal"),
-                "MEM": self.mem_prefix("t")}
+                "SHARED": t["shared"], "MEM": self.mem_prefix("t")}
 
     def write_memories(self, memdir: Path):
         t = self._thr()

@@ -21,6 +21,7 @@ module onebit_mvau #(
     parameter integer STAGES = 1,
     parameter integer OB = 8,
     parameter integer OUT_BIAS = 0,
+    parameter integer SHARED = 0,       // one threshold table for every channel (onebit_thresh)
     parameter WMEM = "w",
     parameter TMEM = "thr"
 ) (
@@ -128,7 +129,7 @@ module onebit_mvau #(
 
         if (THRESH != 0) begin : act
             onebit_thresh #(.PE(PE), .IW(SW), .IN_SIGNED(1), .TW(TW), .STAGES(STAGES), .NF(NF), .OB(OB),
-                            .OUT_BIAS(OUT_BIAS), .MEM(TMEM))
+                            .OUT_BIAS(OUT_BIAS), .SHARED(SHARED), .MEM(TMEM))
                 thresh (.clk(clk), .fold(nf), .x(sums), .y(out_data));
             onebit_delay #(.D(STAGES)) valid_delay (.clk(clk), .rst(rst), .d(out_reserve), .q(out_valid));
         end else begin : noact

@@ -2,6 +2,8 @@
 // with one pipeline stage (one comparator, one memory) per result bit. The thresholds of channel
 // fold*PE + lane are padded to 2^STAGES - 1 with a value above every x; stage k's memory holds, for each
 // fold, the 2^k thresholds it may compare with ({fold, prefix} addresses), from MEM_p<lane>_s<k>.mem.
+// SHARED = 1: every channel has the same thresholds (e.g. shifted ReLU without BN): one table of 2^k per
+// stage, addressed by the prefix alone, from MEM_p00_s<k>.mem for every lane.
 // y = count + OUT_BIAS (BIPOLAR: the count itself, 0 encoding -1) leaves STAGES cycles after `fire`.
 `default_nettype none
 module onebit_thresh #(
@@ -13,6 +15,7 @@ module onebit_thresh #(
     parameter integer NF = 1,          // channel folds
     parameter integer OB = 8,          // output bits per lane
     parameter integer OUT_BIAS = 0,
+    parameter integer SHARED = 0,
     parameter MEM = "thr"
 ) (
     input  wire                  clk,
@@ -33,18 +36,24 @@ module onebit_thresh #(
             wire [STAGES-1:0]    ps [0:STAGES];    // ps[k]: prefix after k compares (low k bits), combinational
             assign ps[0] = 0;
             for (k = 0; k < STAGES; k = k + 1) begin : stage
-                localparam [7:0] L1 = 8'd48 + 8'(l / 10);
-                localparam [7:0] L0 = 8'd48 + 8'(l % 10);
+                localparam [7:0] L1 = 8'd48 + 8'(SHARED != 0 ? 0 : l / 10);
+                localparam [7:0] L0 = 8'd48 + 8'(SHARED != 0 ? 0 : l % 10);
                 localparam [7:0] K0 = 8'd48 + 8'(k);
-                reg signed [TW-1:0] mem [0:NF*(1<<k)-1];
+                localparam integer DEPTH = (SHARED != 0 ? 1 : NF) * (1 << k);
+                localparam integer AW = DEPTH > 1 ? $clog2(DEPTH) : 1;
+                reg signed [TW-1:0] mem [0:DEPTH-1];
                 initial $readmemh({MEM, "_p", L1, L0, "_s", K0, ".mem"}, mem);
                 reg signed [TW-1:0] thr;
                 wire [FW-1:0] f_in = k == 0 ? fold : fs[k-1];
-                wire [FW+k-1:0] addr;
-                if (k == 0) begin : a0
-                    assign addr = f_in;
+                wire [AW-1:0] addr;  // {fold, prefix} (prefix alone when SHARED) < DEPTH
+                if (SHARED != 0 && k == 0) begin : a_shared0
+                    assign addr = 0;
+                end else if (SHARED != 0) begin : a_shared
+                    assign addr = AW'(ps[k][k-1:0]);
+                end else if (k == 0) begin : a0
+                    assign addr = AW'(f_in);
                 end else begin : ak
-                    assign addr = {f_in, ps[k][k-1:0]};
+                    assign addr = AW'({f_in, ps[k][k-1:0]});
                 end
                 always @(posedge clk) begin
                     thr <= mem[addr];

@@ -10,6 +10,7 @@ module onebit_thresholding #(
     parameter integer STAGES = 8,
     parameter integer OB = 8,
     parameter integer OUT_BIAS = 0,
+    parameter integer SHARED = 0,
     parameter MEM = "thr"
 ) (
     input  wire             clk,
@@ -34,7 +35,7 @@ module onebit_thresholding #(
     end
 
     onebit_thresh #(.PE(PE), .IW(IW), .IN_SIGNED(IN_SIGNED), .TW(TW), .STAGES(STAGES), .NF(NF), .OB(OB),
-                    .OUT_BIAS(OUT_BIAS), .MEM(MEM))
+                    .OUT_BIAS(OUT_BIAS), .SHARED(SHARED), .MEM(MEM))
         thresh (.clk(clk), .fold(fold), .x(in_data), .y(out_data));
 
     onebit_delay #(.D(STAGES)) valid_delay (.clk(clk), .rst(rst), .d(fire), .q(out_valid));

@@ -72,6 +72,7 @@ def generate(model: ModelWrapper, folder: Path, depths: dict | None = None) -> D
                          f"{len(outs)}")
     layers = [rtl_layer(lm.op, model) for lm in net.layers]
     design = Design(folder, model, net, layers, fifo_depths(model, net))
+    simulate(model, frames=1, depths=design.depth_map(), fifo_sizing=False)  # DeadlockError before any build
     rtl = design.rtl
     (rtl / "mem").mkdir(parents=True, exist_ok=True)
     files = {"onebit_fifo.v"}

@@ -1,0 +1,89 @@
+"""The whole tiny WRN in RTL: `onebit build` (Verilator co-simulation bit-exact and cycle-exact against the
+simulator, Yosys synthesis without multipliers), mismatch reports that name the layer, deadlocks refused before
+any build, and `onebit verify` on a trained run."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from testkit import call, tiny_dataflow
+from onebit.errors import CosimError
+from onebit.export.dataflow.folding import fold_for_target
+from onebit.export.dataflow.graph import load_dataflow
+from onebit.hw.build import random_inputs
+from onebit.hw.cosim import cosimulate
+from onebit.hw.top import generate
+from onebit.sim.network import DeadlockError, simulate
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_folded(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    model, _ = fold_for_target(load_dataflow(tiny_dataflow(folder)), 5000, 50)
+    path = folder / "tiny_folded.onnx"
+    model.save(str(path))
+    return path
+
+
+def test_build_tiny_net(tiny_folded, tmp_path, capsys):
+    """RTL of every layer, lint-clean; 3 frames bit-exact on every edge and every beat's cycle equal to the
+    simulator's; Yosys synthesis (ECP5) maps it without DSPs or multipliers."""
+    code, out, err = call(capsys, "build", tiny_folded, "--out", tmp_path / "b", "--frames", 3, "--no-pnr", "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["rtl"]["lint"].startswith("clean")
+    c = r["cosim"]
+    assert c["outputs_equal"] and c["cycles_equal"] and not c["mismatches"]
+    sim = simulate(load_dataflow(tiny_folded), frames=3, depths=r["rtl"]["fifo_depths"], fifo_sizing=False)
+    assert c["rtl"]["ii"] == sim.ii and c["rtl"]["latency"] == sim.latency
+    res = r["synth"]["resources"]
+    assert res["luts"] > 1000 and res["ffs"] > 500
+    assert res["dsp"] == 0 and res["multipliers"] == 0
+    assert (tmp_path / "b" / "build.json").exists() and (tmp_path / "b" / "rtl" / "onebit_top.v").exists()
+
+
+def test_mismatch_names_the_first_differing_layer(tiny_folded, tmp_path):
+    model = load_dataflow(tiny_folded)
+    design = generate(model, tmp_path)
+    mvau = next(l for l in design.layers if l.op.onnx_node.op_type == "MVAU" and l.name != "MVAU_0")
+    mem = design.rtl / "mem" / f"{mvau.ident}_w.mem"
+    words = mem.read_text().split()
+    width = len(words[0])
+    words[0] = format(int(words[0], 16) ^ 1, f"0{width}x")  # one weight bit of the layer flipped
+    mem.write_text("\n".join(words) + "\n")
+    with pytest.raises(CosimError, match=rf"layer {mvau.name}: tensor '[^']+' frame 0 element \["):
+        cosimulate(model, random_inputs(model, 1), tmp_path, design=design)
+
+
+def test_too_shallow_shortcut_is_refused_before_building(tiny_folded, tmp_path):
+    model = load_dataflow(tiny_folded)
+    dup = next(n for n in model.graph.node if n.op_type == "DuplicateStreams")
+    with pytest.raises(DeadlockError, match="FIFO"):
+        generate(model, tmp_path, depths={"default": 1, dup.output[1]: 1, dup.output[0]: 1})
+    assert not (tmp_path / "rtl" / "onebit_top.v").exists()
+
+
+def test_build_refuses_bad_flags(tiny_folded, tmp_path, capsys):
+    code, _, err = call(capsys, "build", tiny_folded, "--out", tmp_path, "--device", "xc7a35t")
+    assert code == 2 and re.fullmatch(r"error: unknown device 'xc7a35t'; expected one of .*\n", err)
+    code, _, err = call(capsys, "build", tmp_path / "missing.onnx", "--out", tmp_path)
+    assert code == 2 and "missing.onnx" in err and len(err.strip().splitlines()) == 1
+
+
+def test_verify_whole_chain(trained_run, tmp_path, capsys):
+    run, _ = trained_run
+    code, out, err = call(capsys, "verify", run, "--out", tmp_path / "v", "--frames", 4, "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    stages = {s["stage"]: s for s in r["stages"]}
+    assert r["all_identical"], stages
+    for name in ("PyTorch = QONNX", "QONNX = integer graph", "integer graph = dataflow graph",
+                 "dataflow graph = simulator", "simulator = RTL (outputs)", "simulator = RTL (cycles)"):
+        assert stages[name]["ok"], stages[name]
+    assert r["cosim"]["frames"] == 4

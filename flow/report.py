@@ -151,6 +151,16 @@ def folding(ctx: Context, d: dict) -> str:
                       f"{num(t.get('LUT'))} LUT estimated.</p>", table(head, rows, left=2)])
 
 
+def _built_depths(sim: dict, build: dict) -> dict[str, int]:
+    """Per consumer layer: the deepest FIFO in front of it in the generated RTL."""
+    built = (build.get("rtl") or {}).get("fifo_depths", {})
+    depths: dict[str, int] = {}
+    for e in sim.get("edges", []):
+        if e["tensor"] in built:
+            depths[e["consumer"]] = max(depths.get(e["consumer"], 0), int(built[e["tensor"]]))
+    return depths
+
+
 def simulation(ctx: Context, d: dict) -> str:
     sim = d["sim"]
     t = sim.get("totals", {})
@@ -159,11 +169,14 @@ def simulation(ctx: Context, d: dict) -> str:
                     ("frames/s", num(t.get("fps"))),
                     ("first-frame latency", f"{num(t.get('latency_cycles'))} cycles = {num(t.get('latency_us'))} us"),
                     ("FIFO memory needed", f"{num(t.get('fifo_bits_needed'))} bits")])
-    head = ["layer", "op", "cycles", "utilisation", "stall in", "stall out", "FIFO depth in"]
+    built = _built_depths(sim, d["build"])
+    head = ["layer", "op", "cycles", "utilisation", "stall in", "stall out", "FIFO depth needed", "FIFO depth (RTL)"]
     rows = [[esc(r["name"]), esc(r["op"]), num(r["cycles"]), pct(r["utilisation"]), num(r["stall_in"]),
-             num(r["stall_out"]), num(r["fifo_depth"])] for r in sim.get("layers", [])]
+             num(r["stall_out"]), num(r["fifo_depth"]), num(built.get(r["name"]))] for r in sim.get("layers", [])]
     return "\n".join([totals, image(ctx.path(S.SIM_CYCLES), "cycles per layer"),
-                      image(ctx.path(S.SIM_TIMELINE), "pipeline timeline"), table(head, rows, left=2)])
+                      image(ctx.path(S.SIM_TIMELINE), "pipeline timeline"), table(head, rows, left=2),
+                      "<p>FIFO depth needed: the deepest input FIFO of the layer for no slowdown (simulator); "
+                      "(RTL): the depth the hardware build gave it.</p>"])
 
 
 def hardware(ctx: Context, d: dict) -> str:

@@ -1,14 +1,15 @@
 """Simulator speed: against Verilator on the same design, and one frame of WRN-20-10.
 
-Part 1 (ratio): the tiny WRN (random weights, seed 0) folded for ``--target-fps``; the same ``--frames`` frames
-run through ``onebit sim``'s engine (bit-exact outputs and the cycle schedule) and through the generated RTL
-under Verilator (compiled without traces; compile time reported apart). Prints the ratio of the two run
-times, and checks that outputs and cycles agree.
+Part 1 (ratio): the tiny WRN (random weights, seed 0) folded for ``--target-fps``, with the FIFO depths the
+hardware build uses; ``--frames`` frames through the generated RTL under Verilator (compiled without traces;
+compile time reported apart) and through the simulator: its timing alone (``onebit sim --frames N``: a few
+frames simulated until the schedule provably repeats, the rest extended exactly) and with the bit-exact
+outputs of every frame. Prints both ratios and checks that outputs and every frame's completion cycle agree.
 
 Part 2 (scale): one frame of the full WRN-20-10 (26.7M 1-bit weights, random) folded for ``--wrn-fps``:
 simulation wall time and the peak memory of a fresh process (goals: under 10 s on 2 cores, under 4 GiB).
 
-    python benchmarks/sim_speed.py [--frames 20] [--target-fps 2000] [--skip-wrn]
+    python benchmarks/sim_speed.py [--frames 200] [--target-fps 2000] [--skip-wrn]
 """
 
 from __future__ import annotations
@@ -105,7 +106,10 @@ def ratio_part(folder: Path, frames: int, target_fps: float, clock_mhz: float) -
     depths = design.depth_map()
     simulate(model, inputs=x[:1], depths=depths, fifo_sizing=False)  # warm-up (imports, caches)
     t0 = time.perf_counter()
-    res = simulate(model, inputs=x, depths=depths, fifo_sizing=False)
+    timing = simulate(model, frames=frames, depths=depths, fifo_sizing=False)  # what 'onebit sim --frames N' does
+    timing_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    res = simulate(model, inputs=x, depths=depths, fifo_sizing=False)  # plus bit-exact outputs of every frame
     sim_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     exe = verilator.build(design, frames, taps=False)
@@ -123,17 +127,19 @@ def ratio_part(folder: Path, frames: int, target_fps: float, clock_mhz: float) -
     rtl_done = best.out_cycles.reshape(frames, -1)[:, -1] + 1
     return {"design": "tiny WRN-8-1 (4-bit srelu), folded for "
                       f"{target_fps:g} frames/s at {clock_mhz:g} MHz", "graph_layers": len(design.layers),
-            "frames": frames, "cycles": int(best.cycles), "sim_seconds": sim_s,
+            "frames": frames, "cycles": int(best.cycles), "sim_timing_seconds": timing_s,
+            "sim_timing_simulated_frames": timing.simulated_frames, "sim_steady_state": timing.steady,
+            "sim_with_outputs_seconds": sim_s, "ratio_timing": best.seconds / timing_s,
             "verilator_run_seconds": best.seconds, "verilator_compile_seconds": compile_s,
             "verilator_cycles_per_second": best.cycles / best.seconds,
-            "ratio": best.seconds / sim_s, "outputs_equal": bool(np.array_equal(got, want)),
-            "frame_done_equal": bool(np.array_equal(rtl_done, res.done)),
+            "ratio_with_outputs": best.seconds / sim_s, "outputs_equal": bool(np.array_equal(got, want)),
+            "frame_done_equal": bool(np.array_equal(rtl_done, res.done) and np.array_equal(rtl_done, timing.done)),
             "ii": res.ii, "latency": res.latency}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--frames", type=int, default=20)
+    p.add_argument("--frames", type=int, default=200)
     p.add_argument("--target-fps", type=float, default=2000.0)
     p.add_argument("--wrn-fps", type=float, default=100.0)
     p.add_argument("--clock-mhz", type=float, default=100.0)
@@ -144,10 +150,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         r = ratio_part(tmp, args.frames, args.target_fps, args.clock_mhz)
-        result["vs_verilator"] = {**r, "goal_ratio": GOAL_RATIO, "meets_goal": r["ratio"] >= GOAL_RATIO}
-        print(f"tiny WRN, {r['frames']} frames, {r['cycles']:,} cycles: simulator {r['sim_seconds']:.3f} s, "
-              f"Verilator {r['verilator_run_seconds']:.3f} s ({r['verilator_cycles_per_second']:,.0f} cycles/s; "
-              f"compile {r['verilator_compile_seconds']:.1f} s) -> simulator {r['ratio']:.0f}x faster; outputs "
+        result["vs_verilator"] = {**r, "goal_ratio": GOAL_RATIO, "meets_goal_timing": r["ratio_timing"] >= GOAL_RATIO,
+                                  "meets_goal_with_outputs": r["ratio_with_outputs"] >= GOAL_RATIO}
+        print(f"tiny WRN, {r['frames']} frames, {r['cycles']:,} cycles: Verilator {r['verilator_run_seconds']:.3f} s "
+              f"({r['verilator_cycles_per_second']:,.0f} cycles/s; compile {r['verilator_compile_seconds']:.1f} s); "
+              f"simulator timing {r['sim_timing_seconds']:.3f} s ({r['ratio_timing']:.0f}x faster; "
+              f"{r['sim_timing_simulated_frames']} frames simulated, steady state {r['sim_steady_state']}), with "
+              f"bit-exact outputs {r['sim_with_outputs_seconds']:.3f} s ({r['ratio_with_outputs']:.0f}x); outputs "
               f"{'equal' if r['outputs_equal'] else 'DIFFER'}, frame completion cycles "
               f"{'equal' if r['frame_done_equal'] else 'DIFFER'}")
         if not args.skip_wrn:

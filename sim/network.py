@@ -49,6 +49,8 @@ FIFO = "StreamingFIFO"
 GS_SWEEPS = 4
 #: policy iterations before giving up (each evaluates every event's binding path at once)
 MAX_ITERATIONS = 200
+#: frames the FIFO sizing looks at, at least
+SIZING_FRAMES = 4
 #: event budget of one timing run (all layers, all frames); more frames are extrapolated from the last II
 EVENT_BUDGET = 24_000_000
 
@@ -750,6 +752,7 @@ class SimResult:
     needed: dict[int, int] = field(default_factory=dict)  # edge index -> depth it needs (see needed_depths)
     depth_frames: int = 0  # frames the needed depths were computed over
     outputs: dict | None = None  # bit-exact outputs (reference executor) when inputs were given
+    steady: tuple[int, int] | None = None  # (q, d): every frame is the frame q before it shifted by d cycles
 
     @property
     def ii_model(self) -> int:
@@ -758,8 +761,11 @@ class SimResult:
 
     @property
     def ii(self) -> int:
-        """Initiation interval: the last simulated interval between frame completions (the model's with one
-        frame)."""
+        """Initiation interval: in a steady state the mean interval between frame completions over its period
+        (rounded), else the last simulated interval (the model's with one frame)."""
+        if self.steady is not None:
+            q, d = self.steady
+            return int(round(d / q))
         n = self.simulated_frames
         return int(self.done[n - 1] - self.done[n - 2]) if n > 1 else self.ii_model
 
@@ -771,6 +777,47 @@ class SimResult:
     def latency(self) -> int:
         """First-frame latency in cycles: from its first input beat entering to its last output beat leaving."""
         return int(self.done[0] - self.start[0]) + 1
+
+
+def reach(net: Network) -> int:
+    """How many frames back a frame's constraints reach: one (the previous step), or more through the credits
+    of FIFOs that hold a frame or more."""
+    return max([1] + [-(-e.depth // e.beats) for e in net.internal_edges if e.depth is not None and e.beats])
+
+
+def steady_shift(s: Schedule, max_period: int = 4) -> tuple[int, int] | None:
+    """``(q, d)`` if the last ``q`` simulated frames are exactly the ``q`` before them shifted by ``d`` cycles,
+    event for event in every layer, and the source did not hold them back (``d`` equals the source's beats
+    over ``q`` frames, or no read of those frames' input beats waited for its arrival). Then every later frame
+    is the frame ``q`` before it shifted by ``d``: its constraints are that frame's, shifted (the same step
+    layouts; the frames its credits reach back to (:func:`reach`) are checked too), except the source's
+    arrivals, which shift by fewer cycles and so bind nowhere. The smallest such ``q`` <= ``max_period``; None
+    if there is none."""
+    n, net = s.n, s.net
+    src = next(e for e in net.edges if e.producer is None)
+    r = reach(net)
+    for q in range(1, max_period + 1):
+        w = max(q, r)  # the frames the next one depends on must repeat, not just the last q
+        if n < w + q:
+            break
+        d = None
+        for i, lm in enumerate(net.layers):
+            t = s.T[i].reshape(n, lm.events)
+            diff = t[n - w:] - t[n - w - q:n - q]
+            if d is None:
+                d = int(diff.flat[0])
+            if np.any(diff != d):
+                d = None
+                break
+        if d is None or d < q * src.beats:
+            continue
+        if d > q * src.beats:
+            reads = s.R[src.index].reshape(n, -1)[n - q:]
+            arrival = np.arange((n - q) * src.beats, n * src.beats, dtype=np.int64).reshape(q, -1)
+            if np.any(reads == arrival):
+                continue
+        return q, d
+    return None
 
 
 def load_depths(path: str | Path) -> dict:
@@ -799,13 +846,16 @@ def execute_frames(model: ModelWrapper, x: np.ndarray, chunk: int = 8) -> dict[s
 
 
 def simulate(model: ModelWrapper, frames: int | None = None, inputs: np.ndarray | None = None,
-             depths: dict | None = None, event_budget: int = EVENT_BUDGET, fifo_sizing: bool = True) -> SimResult:
+             depths: dict | None = None, event_budget: int = EVENT_BUDGET, fifo_sizing: bool = True,
+             extend: bool = True) -> SimResult:
     """Simulate ``frames`` frames: the bit-exact outputs of ``inputs`` (if given; ``frames`` defaults to
     their count) and the cycle schedule.
 
     ``depths`` overrides FIFO depths (see :meth:`Network.set_depths`). Raises :class:`DeadlockError` when the
     depths deadlock the pipeline. Frames beyond what ``event_budget`` events allow are extrapolated with the
-    last simulated initiation interval (``simulated_frames`` says how many were simulated). ``fifo_sizing``:
+    last simulated initiation interval (``simulated_frames`` says how many were simulated). Once the schedule
+    is provably periodic (:func:`steady_shift`, after a few frames) the rest is extended exactly instead of
+    simulated (``extend=False`` simulates every frame up to the budget). ``fifo_sizing``:
     also compute the depth each edge needs (:func:`needed_depths`) over the simulated frames.
     """
     if frames is not None and frames < 1:
@@ -827,11 +877,24 @@ def simulate(model: ModelWrapper, frames: int | None = None, inputs: np.ndarray 
     if frames > 1:
         n_sim = max(n_sim, 2)
     first = check_deadlock(net) if net.finite else None
+    probe = 4 + reach(net) if extend else None
+    steady = None
+    if probe is not None and n_sim > probe:
+        # the schedule repeats once it has repeated for one period (see steady_shift): simulate a few frames
+        # and extend exactly; more only while it has not settled
+        for n_try in (probe, 2 * probe, 4 * probe):
+            if n_try >= n_sim:
+                break
+            trial = solve(net, n_try, None if net.finite else False, check_deadlock=False)
+            steady = steady_shift(trial) if trial.converged else None
+            if steady is not None:
+                n_sim = n_try
+                break
     unbounded = solve(net, n_sim, False)
     needed, depth_frames = {}, 0
-    if fifo_sizing:
-        depth_frames = n_sim
-        needed = needed_depths(unbounded)
+    if fifo_sizing:  # over enough frames to see the steady state (two frames can miss what the third needs)
+        depth_frames = max(n_sim, min(SIZING_FRAMES, frames + SIZING_FRAMES))
+        needed = needed_depths(unbounded if depth_frames == n_sim else solve(net, depth_frames, False))
     if not net.finite:
         sched = unbounded
     elif n_sim == 1:
@@ -840,10 +903,16 @@ def simulate(model: ModelWrapper, frames: int | None = None, inputs: np.ndarray 
         sched = solve(net, n_sim, True, check_deadlock=False)
     outputs = execute_frames(model, x) if x is not None else None
     done, start = sched.frame_done(), sched.frame_start()
-    if frames > n_sim:
+    if frames > n_sim and steady is not None:  # exact: frame k is frame k - q shifted by d
+        q, d = steady
+        k = np.arange(n_sim, frames, dtype=np.int64)
+        back = n_sim - q + (k - n_sim) % q
+        done = np.concatenate([done, done[back] + ((k - n_sim) // q + 1) * d])
+        start = np.concatenate([start, start[back] + ((k - n_sim) // q + 1) * d])
+    elif frames > n_sim:  # past the event budget: an extrapolation with the last interval
         ii = int(done[-1] - done[-2]) if n_sim > 1 else max(lm.period for lm in net.layers)
         extra = np.arange(1, frames - n_sim + 1, dtype=np.int64)
         done = np.concatenate([done, done[-1] + extra * ii])
         step = int(start[-1] - start[-2]) if n_sim > 1 else ii
         start = np.concatenate([start, start[-1] + extra * step])
-    return SimResult(net, sched, unbounded, frames, n_sim, done, start, needed, depth_frames, outputs)
+    return SimResult(net, sched, unbounded, frames, n_sim, done, start, needed, depth_frames, outputs, steady)

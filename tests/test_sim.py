@@ -521,3 +521,24 @@ def test_sim_imports_neither_torch_nor_training(tiny, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("clean")
     assert (tmp_path / "r.sim_timeline.png").is_file()
+
+
+@pytest.mark.parametrize("fold_fps", [None, 5000])
+def test_steady_state_extension_is_exact(tiny, fold_fps):
+    """Frames past a proven steady state are extended, not simulated, and land on the same cycles as simulating
+    every frame; the sizing holds the throughput (every frame leaves one II after the one before, on average)."""
+    from onebit.export.dataflow.folding import fold_for_target
+
+    model = load_dataflow(tiny)
+    if fold_fps:
+        model, _ = fold_for_target(model, fold_fps, 50)
+    sized = simulate(model, frames=1)
+    assert sized.depth_frames >= 4
+    depths = {e.tensor: sized.needed[e.index] for e in sized.net.internal_edges}
+    fast = simulate(model, frames=40, depths=depths, fifo_sizing=False)
+    full = simulate(model, frames=40, depths=depths, fifo_sizing=False, extend=False)
+    assert fast.steady is not None and fast.simulated_frames < 40 and full.simulated_frames == 40
+    np.testing.assert_array_equal(fast.done, full.done)
+    np.testing.assert_array_equal(fast.start, full.start)
+    assert fast.ii == fast.ii_model
+    assert fast.done[-1] - fast.done[19] == 20 * fast.ii_model

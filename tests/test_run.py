@@ -188,3 +188,143 @@ def test_hw_verdicts():
                      "mismatches": ["MVAU_0: frame 0 element [0, 1] 3 vs 4"]}, "synth": None}
     rows = hw_rows(bad, HW_CFG)
     assert rows[0]["verdict"] == FAIL and "MVAU_0" in rows[0]["detail"]
+
+
+# ----- end to end ------------------------------------------------------------------------------------------
+SMALL = """\
+[train]
+epochs = 3
+[verify]
+frames = 24
+[hw]
+frames = 2
+"""
+
+
+def onebit(*args, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "onebit", *map(str, args)], cwd=cwd, capture_output=True, text=True)
+
+
+def kill_during_training(folder: Path, cwd: Path) -> None:
+    """Start a run and SIGKILL it as soon as training has written its first checkpoint."""
+    proc = subprocess.Popen([sys.executable, "-m", "onebit", "run", "--config", "small.toml", "--out", folder, "-q"],
+                            cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = folder / "train" / "checkpoint.pt"
+    deadline = time.monotonic() + 600
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.exists(), "the run ended before its first checkpoint"
+
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory):
+    """The whole flow with a small budget, killed during training and run again (from its saved run.toml)."""
+    root = tmp_path_factory.mktemp("flow")
+    (root / "small.toml").write_text(SMALL)
+    folder = root / "run"
+    kill_during_training(folder, root)
+    stamp = read_stamp(folder / ".stamps" / "train.json")
+    proc = onebit("run", "--out", folder, "-q", cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return folder, stamp, proc
+
+
+@pytest.mark.slow
+def test_run_resumes_the_killed_training(flow):
+    folder, stamp, proc = flow
+    assert stamp["status"] == "running"
+    assert "[1/8] train: resuming" in proc.stderr
+    metrics = [json.loads(line) for line in (folder / "train" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_run_runs_every_stage(flow):
+    folder, _, proc = flow
+    for i, name in enumerate(STAGE_NAMES, 1):
+        assert f"[{i}/8] {name}: done" in proc.stderr, proc.stderr[-3000:]
+    saved = C.load_file(folder / "run.toml")
+    assert saved["train"]["epochs"] == 3 and saved["verify"]["frames"] == 24 and saved["hw"]["frames"] == 2
+    verdict = json.loads((folder / "verify.json").read_text())
+    assert verdict["passed"], verdict
+    stages = {c["stage"] for c in verdict["checks"] if c["verdict"] == PASS}
+    assert stages == {"pack", "export", "sim", "hw"}
+    build = json.loads((folder / "hw" / "build.json").read_text())
+    assert build["cosim"]["frames"] == 2 and build["cosim"]["outputs_equal"] and build["cosim"]["cycles_equal"]
+    bitstream = folder / "hw" / "synth" / build["synth"]["bitstream"]
+    assert bitstream.stat().st_size > 0
+    assert "report: " in proc.stdout and "verification: every check passes" in proc.stdout
+
+
+class Page(HTMLParser):
+    """The images, the h2 headings and the text of every table cell of a page."""
+
+    def __init__(self):
+        super().__init__()
+        self.images, self.headings, self.cells, self._in = [], [], [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+        elif tag in ("h2", "td"):
+            self._in = tag
+            (self.headings if tag == "h2" else self.cells).append("")
+
+    def handle_data(self, data):
+        if self._in:
+            (self.headings if self._in == "h2" else self.cells)[-1] += data
+
+    def handle_endtag(self, tag):
+        if tag == self._in:
+            self._in = None
+
+
+@pytest.mark.slow
+def test_report_is_self_contained_html(flow):
+    from PIL import Image
+
+    folder, _, _ = flow
+    page = Page()
+    page.feed((folder / "report.html").read_text(encoding="utf-8"))
+    page.close()
+    for heading in ("Summary", "Verification", "Training", "Packed size", "Dataflow graph", "Folding"):
+        assert heading in page.headings
+    assert any(h.startswith("Simulation") for h in page.headings) and any(h.startswith("Hardware")
+                                                                        for h in page.headings)
+    assert len(page.images) == 3  # training curves, cycles per layer, pipeline timeline
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")
+        try:
+            data = base64.b64decode(src.split(",", 1)[1], validate=True)
+        except binascii.Error as e:
+            pytest.fail(f"image data is not base64: {e}")
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()
+    assert "FAIL" not in page.cells and "pass" in page.cells
+
+
+@pytest.mark.slow
+def test_second_run_skips_every_stage(flow):
+    folder, _, _ = flow
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file() and p.name != ".lock"}
+    proc = onebit("run", "--out", folder, cwd=folder.parent)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for i, name in enumerate(STAGE_NAMES, 1):
+        assert f"[{i}/8] {name}: skipped (inputs unchanged)" in proc.stderr
+    after = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file() and p.name != ".lock"}
+    changed = [str(p.relative_to(folder)) for p in after if before.get(p) != after[p]]
+    assert changed == [], changed
+
+
+@pytest.mark.slow
+def test_changed_target_reruns_from_fold(flow, tmp_path):
+    folder, _, _ = flow
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("hw"))
+    proc = onebit("run", "--out", copy, "--target-fps", "400", "--until", "sim", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    status = {r["stage"]: r["status"] for r in json.loads(proc.stdout)["stages"]}
+    assert status == {"train": "skipped", "pack": "skipped", "export": "skipped", "fold": "ran", "sim": "ran"}
+    assert C.load_file(copy / "run.toml")["fold"]["target_fps"] == 400.0

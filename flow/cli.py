@@ -34,7 +34,7 @@ def resolve_config(out: Path, config_file: str | None, flags: dict, log) -> dict
     if config_file:
         base = C.load_file(config_file)
     elif saved.is_file():
-        base = C.load_file(saved, flag=f"{out}/")
+        base = C.load_file(saved, flag="saved configuration")
         log(f"configuration: {saved} (this folder's run), then the flags")
     else:
         base = {}

@@ -29,7 +29,7 @@ LOCK = ".lock"
 @dataclass(frozen=True)
 class Stage:
     name: str
-    fn: Callable[["Context"], dict]
+    fn: Callable[[Context], dict]
     config: tuple[str, ...] = ()  # "section" or "section.key"
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
@@ -138,7 +138,6 @@ def run_stage(stage: Stage, ctx: Context, tag: str) -> dict:
 def run_stages(stages: list[Stage], ctx: Context, until: str | None = None) -> list[dict]:
     """Run ``stages`` in order (stopping after ``until``); returns one status row per stage reached."""
     rows = []
-    width = max(len(s.name) for s in stages)
     for i, stage in enumerate(stages, 1):
         rows.append(run_stage(stage, ctx, f"[{i}/{len(stages)}] {stage.name}"))
         if stage.name == until:

@@ -165,7 +165,8 @@ def simulation(ctx: Context, d: dict) -> str:
     sim = d["sim"]
     t = sim.get("totals", {})
     totals = pairs([("frames simulated", num(t.get("frames"))),
-                    ("initiation interval", f"{num(t.get('ii_cycles'))} cycles (bottleneck {esc(t.get('bottleneck'))})"),
+                    ("initiation interval",
+                     f"{num(t.get('ii_cycles'))} cycles (bottleneck {esc(t.get('bottleneck'))})"),
                     ("frames/s", num(t.get("fps"))),
                     ("first-frame latency", f"{num(t.get('latency_cycles'))} cycles = {num(t.get('latency_us'))} us"),
                     ("FIFO memory needed", f"{num(t.get('fifo_bits_needed'))} bits")])

@@ -30,8 +30,9 @@ PACKED, PACK_JSON = "pack/packed.npz", "pack/pack.json"
 DATAFLOW, PARITY = "export/model.dataflow.onnx", "export/parity.json"
 FRAMES, LABELS = "export/frames.npy", "export/labels.npy"
 FOLDED, FOLDING = "fold/model.folded.onnx", "fold/folding.json"
-SIM_STEM = "sim/model"
-SIM_JSON, SIM_CYCLES, SIM_TIMELINE = f"{SIM_STEM}.sim.json", f"{SIM_STEM}.sim_cycles.png", f"{SIM_STEM}.sim_timeline.png"
+SIM_STEM = "sim/model"  # sim/report.write_report's names follow
+SIM_JSON, SIM_CYCLES, SIM_TIMELINE = (f"{SIM_STEM}.sim.json", f"{SIM_STEM}.sim_cycles.png",
+                                      f"{SIM_STEM}.sim_timeline.png")
 SIM_OUT = "sim/outputs.npz"
 BUILD = "hw/build.json"
 VERIFY, REPORT = "verify.json", "report.html"

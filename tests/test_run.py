@@ -8,7 +8,6 @@ import base64
 import binascii
 import io
 import json
-import os
 import shutil
 import signal
 import subprocess

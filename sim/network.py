@@ -49,8 +49,9 @@ FIFO = "StreamingFIFO"
 GS_SWEEPS = 4
 #: policy iterations before giving up (each evaluates every event's binding path at once)
 MAX_ITERATIONS = 200
-#: frames the FIFO sizing looks at, at least
+#: frames the FIFO sizing looks at, at least (within SIZING_EVENT_BUDGET events)
 SIZING_FRAMES = 4
+SIZING_EVENT_BUDGET = 8_000_000
 #: event budget of one timing run (all layers, all frames); more frames are extrapolated from the last II
 EVENT_BUDGET = 24_000_000
 
@@ -892,8 +893,9 @@ def simulate(model: ModelWrapper, frames: int | None = None, inputs: np.ndarray 
                 break
     unbounded = solve(net, n_sim, False)
     needed, depth_frames = {}, 0
-    if fifo_sizing:  # over enough frames to see the steady state (two frames can miss what the third needs)
-        depth_frames = max(n_sim, min(SIZING_FRAMES, frames + SIZING_FRAMES))
+    if fifo_sizing:  # over enough frames to see the steady state (two frames can miss what the third needs),
+        # as far as the sizing's event budget goes (a WRN-20-10 frame alone has ~8M events)
+        depth_frames = max(n_sim, min(SIZING_FRAMES, SIZING_EVENT_BUDGET // per_frame))
         needed = needed_depths(unbounded if depth_frames == n_sim else solve(net, depth_frames, False))
     if not net.finite:
         sched = unbounded

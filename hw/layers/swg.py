@@ -1,0 +1,90 @@
+"""ConvolutionInputGenerator -> ``onebit_swg`` (default style: a circular line buffer) or ``onebit_swg_stream``
+(1x1 kernels and parallel windows: a shift register), each running ``sim/model.py``'s ``_swg`` step layout."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+
+from onebit.errors import UnsupportedError
+from onebit.hw.layers.base import RTLLayer, register
+
+
+@register
+class SWGRTL(RTLLayer):
+    op_type = "ConvolutionInputGenerator"
+    files = ("onebit_swg.v",)
+
+    @property
+    def streaming(self) -> bool:
+        kh, kw = self.op.a("ConvKernelDim")
+        return kh == kw == 1 or bool(self.op.a("parallel_window"))
+
+    @property
+    def module(self) -> str:
+        return "onebit_swg_stream" if self.streaming else "onebit_swg"
+
+    def _check(self):
+        op = self.op
+        (kh, kw), (dh, dw) = op.a("ConvKernelDim"), op.a("Dilation")
+        if (kh > 1 and dh != 1) or (kw > 1 and dw != 1):
+            raise UnsupportedError(f"node {self.name} (ConvolutionInputGenerator): dilation {dh}x{dw}; the RTL "
+                                   f"has dilation 1 only")
+        if kh * kw > 1 and op.a("parallel_window") and op.a("SIMD") != op.a("IFMChannels"):
+            raise UnsupportedError(f"node {self.name} (ConvolutionInputGenerator): parallel_window=1 with SIMD "
+                                   f"{op.a('SIMD')} < IFMChannels {op.a('IFMChannels')}")
+
+    def params(self):
+        self._check()
+        return dict(self._params)
+
+    @cached_property
+    def _params(self) -> dict:
+        op = self.op
+        kh, kw = op.a("ConvKernelDim")
+        h, w = op.a("IFMDim")
+        oh, ow = op.a("OFMDim")
+        sh, sw = op.a("Stride")
+        cf = op.a("IFMChannels") // op.a("SIMD")
+        bw = op.a("SIMD") * op.input_dtype().bitwidth()
+        if self.streaming:
+            return {"BW": bw, "CF": cf, "H": h, "W": w, "KH": kh, "KW": kw, "SH": sh, "SW": sw, "OH": oh, "OW": ow}
+        k = kh * kw
+        fill = op.buffer_depth()
+        row = max(ow * k * cf, sw * w * cf)
+        tail = 0
+        if op.a("depthwise"):  # as sim/model.py's _swg
+            row += ow * (sw - 1) * (cf - 1)
+            tail = (sh - 1) * w * cf
+        per_row = sh * w * cf
+        takes, left = [], h * w * cf - fill
+        for r in range(oh):
+            takes.append(min(per_row, left) if r < oh - 1 else left)
+            left -= takes[-1]
+        depth = self._buffer_depth(fill, per_row, takes)
+        return {"BW": bw, "KWCF": kw * cf, "KH": kh, "OW": ow, "OH": oh, "FILL": fill, "ROW": row,
+                "ROWW": ow * k * cf, "TAKE": takes[0], "TAKE_LAST": takes[-1], "TAIL": tail, "D": depth,
+                "TAPROW_STEP": w * cf % depth, "WIN_STEP": sw * cf % depth, "ROW_STEP": per_row % depth}
+
+    def _buffer_depth(self, fill: int, per_row: int, takes: list[int]) -> int:
+        """The circular buffer's beats: for every write, the beats read before its step minus the index of the
+        beat it sends (that beat's slot must not yet be reused). Raises if a window needs a beat not yet read."""
+        op = self.op
+        kh, kw = op.a("ConvKernelDim")
+        w, (ow, sw) = op.a("IFMDim")[1], (op.a("OFMDim")[1], op.a("Stride")[1])
+        cf = op.a("IFMChannels") // op.a("SIMD")
+        x, i, j, f = np.meshgrid(np.arange(ow), np.arange(kh), np.arange(kw), np.arange(cf), indexing="ij")
+        need = (((i * w + x * sw + j) * cf + f)).ravel()  # relative to the output row's first input row
+        step = np.arange(len(need))
+        depth, base, cases = 1, fill, set()
+        for r, take in enumerate(takes):
+            cases.add((base - r * per_row, take))  # rows differ only in these
+            base += take
+        for offset, take in cases:
+            have = offset + np.minimum(step, take)
+            if np.any(need >= have):
+                raise UnsupportedError(f"node {self.name} (ConvolutionInputGenerator): the simulator's step layout "
+                                       f"sends a window beat no later than the step that reads it (stride > kernel)")
+            depth = max(depth, int((have - need).max()))
+        return depth

@@ -21,27 +21,7 @@ import time
 from pathlib import Path
 
 from _common import RESULTS_DIR, command_line, machine_info, write_json
-
-
-def tiny_graph(folder: Path, fps: float, clock_mhz: float) -> Path:
-    import torch
-
-    from onebit.export.dataflow.convert import to_dataflow
-    from onebit.export.dataflow.folding import fold_for_target
-    from onebit.export.graphs import clean, load_model
-    from onebit.export.integer import to_integer_graph
-    from onebit.export.qonnx_export import export_qonnx
-    from onebit.training.config import parse_arch
-    from onebit.training.model import build_model
-
-    torch.manual_seed(0)
-    m = build_model(parse_arch("tiny", in_channels=1)).eval()
-    export_qonnx(m, torch.zeros(1, 1, 8, 8), folder / "tiny.qonnx.onnx")
-    df = to_dataflow(to_integer_graph(clean(load_model(folder / "tiny.qonnx.onnx"))))
-    folded, _ = fold_for_target(df, fps, clock_mhz)
-    path = folder / "tiny.folded.onnx"
-    folded.save(str(path))
-    return path
+from _graphs import folded_wrn
 
 
 def cnv_model(width: float):
@@ -134,7 +114,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if "tiny" in args.designs:
-            g = tiny_graph(tmp, args.tiny_fps, args.clock_mhz)
+            g = folded_wrn(tmp, "tiny", args.tiny_fps, args.clock_mhz, in_channels=1)
             r = run_design("tiny WRN-8-1 (a4 srelu)", g, tmp / "tiny_hw", args.device, args.clock_mhz, args.frames)
             r["folded_for_fps"] = args.tiny_fps
             results.append(r)

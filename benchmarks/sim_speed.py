@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import RESULTS_DIR, command_line, machine_info, write_json
+from _graphs import folded_wrn
 
 GOAL_RATIO = 100.0
 GOAL_WRN_S = 10.0
@@ -48,49 +49,6 @@ print(json.dumps({"seconds": sec, "peak_bytes": peak, "ii": res.ii, "latency": r
 """
 
 
-def tiny_graph(folder: Path, target_fps: float, clock_mhz: float):
-    import torch
-
-    from onebit.export.dataflow.convert import to_dataflow
-    from onebit.export.dataflow.folding import fold_for_target
-    from onebit.export.graphs import clean, load_model
-    from onebit.export.integer import to_integer_graph
-    from onebit.export.qonnx_export import export_qonnx
-    from onebit.training.config import parse_arch
-    from onebit.training.model import build_model
-
-    torch.manual_seed(0)
-    m = build_model(parse_arch("tiny", in_channels=1)).eval()
-    export_qonnx(m, torch.zeros(1, 1, 8, 8), folder / "q.onnx")
-    df = to_dataflow(to_integer_graph(clean(load_model(folder / "q.onnx"))))
-    folded, _ = fold_for_target(df, target_fps, clock_mhz)
-    path = folder / "tiny_folded.onnx"
-    folded.save(str(path))
-    return path
-
-
-def wrn_graph(folder: Path, target_fps: float, clock_mhz: float) -> Path:
-    import torch
-
-    from onebit.export.dataflow.convert import to_dataflow
-    from onebit.export.dataflow.folding import fold_for_target
-    from onebit.export.graphs import clean, load_model
-    from onebit.export.integer import to_integer_graph
-    from onebit.export.qonnx_export import export_qonnx
-    from onebit.training.config import parse_arch
-    from onebit.training.model import build_model
-
-    torch.manual_seed(0)
-    cfg = parse_arch("wrn-20-10", act="srelu", abits=4)
-    m = build_model(cfg).eval()
-    export_qonnx(m, torch.zeros(1, 3, 32, 32), folder / "wrn.onnx")
-    df = to_dataflow(to_integer_graph(clean(load_model(folder / "wrn.onnx"))))
-    folded, _ = fold_for_target(df, target_fps, clock_mhz)
-    path = folder / "wrn_folded.onnx"
-    folded.save(str(path))
-    return path
-
-
 def ratio_part(folder: Path, frames: int, target_fps: float, clock_mhz: float) -> dict:
     from qonnx.core.modelwrapper import ModelWrapper
 
@@ -99,7 +57,7 @@ def ratio_part(folder: Path, frames: int, target_fps: float, clock_mhz: float) -
     from onebit.hw.top import generate
     from onebit.sim.network import simulate
 
-    path = tiny_graph(folder, target_fps, clock_mhz)
+    path = folded_wrn(folder, "tiny", target_fps, clock_mhz, in_channels=1)
     model = ModelWrapper(str(path))
     x = random_inputs(model, frames)
     design = generate(model, folder / "hw")
@@ -161,7 +119,7 @@ def main() -> None:
               f"{'equal' if r['frame_done_equal'] else 'DIFFER'}")
         if not args.skip_wrn:
             t0 = time.perf_counter()
-            path = wrn_graph(tmp, args.wrn_fps, args.clock_mhz)
+            path = folded_wrn(tmp, "wrn-20-10", args.wrn_fps, args.clock_mhz, act="srelu", abits=4)
             prep = time.perf_counter() - t0
             p2 = subprocess.run([sys.executable, "-c", WRN_CHILD, str(path)], capture_output=True, text=True,
                                 timeout=1800, check=True)

@@ -11,7 +11,6 @@ from pathlib import Path
 from qonnx.core.modelwrapper import ModelWrapper
 
 from onebit.errors import GraphError
-from onebit.export.dataflow import graph as dfg
 from onebit.hw.layers import RTLLayer, rtl_layer
 from onebit.hw.layers.base import RTL_DIR
 from onebit.sim.network import Network, simulate

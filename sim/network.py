@@ -48,7 +48,7 @@ FIFO = "StreamingFIFO"
 #: Gauss-Seidel sweeps of the finite-FIFO fixed point before switching to policy iteration
 GS_SWEEPS = 4
 #: policy iterations before giving up (each evaluates every event's binding path at once)
-MAX_ITERATIONS = 200
+MAX_ITERATIONS = 2000
 #: frames the FIFO sizing looks at, at least (within SIZING_EVENT_BUDGET events)
 SIZING_FRAMES = 4
 SIZING_EVENT_BUDGET = 8_000_000

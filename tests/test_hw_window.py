@@ -5,51 +5,24 @@ one-beat FIFOs (stalls on both sides of every layer)."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, assume, currently_in_test_context, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from qonnx.core.datatype import DataType
 
-from hwkit import dataflow_graph, random_frames
+from hwkit import assert_cosim, dataflow_graph
 from onebit.errors import UnsupportedError
 from onebit.export.dataflow import graph as dfg
 from onebit.export.dataflow.base import make_node
 from onebit.export.dataflow.ops.fmpadding import FMPadding
 from onebit.export.dataflow.ops.pool import Pool
 from onebit.export.dataflow.ops.swg import ConvolutionInputGenerator
-from onebit.hw import verilator
-from onebit.hw.cosim import compare
 from onebit.hw.layers import rtl_layer
-from onebit.hw.top import generate
 from onebit.sim.model import layer_model
-from onebit.sim.network import simulate
 
 pytestmark = pytest.mark.slow
 
 DTYPES = ["UINT2", "INT3", "UINT4", "INT8", "BIPOLAR"]
 SETTINGS = settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
-
-
-def assert_cosim(model, folder, frames=2, seed=0, depths=None):
-    """hwkit.assert_cosim on ``frames`` frames, run with one more frame behind them: the testbench stops at the
-    graph's last output beat, which can leave before an upstream edge's last beat (a window generator skipping
-    trailing rows), and an FMPadding with top or left padding goes on writing the next frame's leading padding,
-    which needs no input. Both are beats the simulator's ``frames`` frames do not hold; they are cut off.
-    Cases where the simulator's finite-FIFO solver stops short of its fixed point (``converged`` false: its
-    times are then lower bounds, not the schedule) are rejected by hypothesis."""
-    x = dfg.check_frames(model, random_frames(model, frames + 1, seed))
-    design = generate(model, folder, depths)
-    converged = simulate(model, frames=frames, depths=design.depth_map(), fifo_sizing=False).schedule.converged
-    if currently_in_test_context():
-        assume(converged)
-    assert converged, "the simulator's schedule did not converge"
-    trace = verilator.run(design, verilator.build(design, frames + 1), x, max_cycles=100_000)
-    assert not trace.timed_out
-    for e in design.net.edges:
-        if e.producer is not None:
-            tr = trace.edges[e.index]
-            tr["w"], tr["data"] = tr["w"][:frames * e.beats], tr["data"][:frames * e.beats]
-    result = compare(design, trace, x[:frames])
-    assert result.outputs_equal and result.cycles_equal, result.mismatches
 
 
 def fmpadding_node(x, y, name, h, w, c, simd, pads, dt):

@@ -114,7 +114,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if "tiny" in args.designs:
-            g = folded_wrn(tmp, "tiny", args.tiny_fps, args.clock_mhz, in_channels=1)
+            g = folded_wrn(tmp, "tiny", args.tiny_fps, args.clock_mhz, in_channels=1, size=8)
             r = run_design("tiny WRN-8-1 (a4 srelu)", g, tmp / "tiny_hw", args.device, args.clock_mhz, args.frames)
             r["folded_for_fps"] = args.tiny_fps
             results.append(r)

@@ -57,7 +57,7 @@ def ratio_part(folder: Path, frames: int, target_fps: float, clock_mhz: float) -
     from onebit.hw.top import generate
     from onebit.sim.network import simulate
 
-    path = folded_wrn(folder, "tiny", target_fps, clock_mhz, in_channels=1)
+    path = folded_wrn(folder, "tiny", target_fps, clock_mhz, in_channels=1, size=8)
     model = ModelWrapper(str(path))
     x = random_inputs(model, frames)
     design = generate(model, folder / "hw")

@@ -839,9 +839,17 @@ def load_depths(path: str | Path) -> dict:
     return data
 
 
-def execute_frames(model: ModelWrapper, x: np.ndarray, chunk: int = 8) -> dict[str, np.ndarray]:
-    """The reference executor (bit-exact) over all frames, ``chunk`` frames at a time to bound memory."""
+#: elements (float32) of all tensors of one executor chunk: bounds its memory (~256 MB)
+CHUNK_ELEMENTS = 64_000_000
+
+
+def execute_frames(model: ModelWrapper, x: np.ndarray, chunk: int | None = None) -> dict[str, np.ndarray]:
+    """The reference executor (bit-exact) over all frames, ``chunk`` frames at a time to bound memory (default:
+    as many as CHUNK_ELEMENTS allows, 1 to 256: the executor's cost per call is mostly per node, not per frame)."""
     x = dfg.check_frames(model, x)
+    if chunk is None:
+        per_frame = sum(int(np.prod(dfg.get_op(n).output_shape())) for n in model.graph.node)
+        chunk = max(1, min(256, CHUNK_ELEMENTS // max(1, per_frame)))
     parts = [dfg.execute(model, x[k:k + chunk]) for k in range(0, len(x), chunk)]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 

@@ -542,3 +542,23 @@ def test_steady_state_extension_is_exact(tiny, fold_fps):
     np.testing.assert_array_equal(fast.start, full.start)
     assert fast.ii == fast.ii_model
     assert fast.done[-1] - fast.done[19] == 20 * fast.ii_model
+
+
+def test_multithreshold_fast_paths_equal_the_definition():
+    """Sorted thresholds go through a count table or one searchsorted; both equal counting ``x >= t``."""
+    from onebit.export.dataflow.base import multithreshold
+
+    rng = np.random.default_rng(1)
+    for trial in range(120):
+        c, steps = int(rng.integers(1, 20)), int(rng.integers(9, 300))
+        t = np.sort(rng.integers(-300, 300, (c, steps)), axis=1).astype(np.float32)
+        if trial % 3 == 0:
+            t[:, :2] -= 0.5
+        if trial % 5 == 0:
+            t = t[:1]
+        elif trial % 7 == 0:
+            t = np.broadcast_to(t[:1], (c, steps)).copy()
+        x = rng.integers(-400, 400, (int(rng.integers(1, 200)), 4, 5, c)).astype(np.float32)
+        tt = np.broadcast_to(t, (c, steps))
+        want = sum((x >= tt[:, j]).astype(np.int64) for j in range(steps)) - 3
+        np.testing.assert_array_equal(multithreshold(x, t, -3.0), want)

@@ -143,11 +143,30 @@ def multithreshold(x: np.ndarray, thresholds: np.ndarray, bias: float, scale: fl
     """Channels-last thresholding: ``scale * #{t : x >= t} + bias`` with per-channel (or shared) thresholds."""
     t = thresholds if thresholds.shape[0] > 1 else np.broadcast_to(thresholds, (x.shape[-1], thresholds.shape[1]))
     if t.shape[1] > 8 and np.all(np.diff(t, axis=1) >= 0):
-        return scale * _count_sorted(x, t) + bias
+        return scale * _count_table(x, t) + bias
     counts = np.zeros(x.shape, dtype=np.int64)
     for j in range(t.shape[1]):  # few steps: each pass is vectorised over frames and channels
         counts += x >= t[:, j]
     return scale * counts + bias
+
+
+def _count_table(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``_count_sorted`` through a per-channel table of the counts of every integer in x's range, when that
+    table is much smaller than x (the usual case: accumulators span a few thousand values)."""
+    if x.size == 0:
+        return np.zeros(x.shape, dtype=np.int64)
+    lo, hi = float(x.min()), float(x.max())
+    span = int(hi - lo) + 1
+    shared = bool(np.all(t == t[:1]))
+    rows = 1 if shared else t.shape[0]
+    if rows * span * 4 > x.size or not np.all(x == np.round(x)):
+        return _count_sorted(x, t)
+    values = lo + np.arange(span, dtype=np.float64)
+    table = _count_sorted(np.broadcast_to(values[:, None], (span, rows)), t[:rows]).T.ravel()  # (rows, span)
+    idx = (x - lo).astype(np.int64)
+    if not shared:
+        idx += np.arange(t.shape[0], dtype=np.int64) * span
+    return table[idx]
 
 
 def _count_sorted(x: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ Subclasses set ``op_type``, ``module``, ``files`` (the Verilog files the module 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ def register(cls):
     return cls
 
 
-class RTLLayer:
+class RTLLayer(ABC):
     op_type = ""
     module = ""
     files: tuple[str, ...] = ()
@@ -66,9 +67,9 @@ class RTLLayer:
     def pipeline_depth(self) -> int:
         return pipeline_depth(self.op, self.model)
 
+    @abstractmethod
     def params(self) -> dict:
         """Verilog parameters (ints, or strings for memory file prefixes)."""
-        raise NotImplementedError
 
     def write_memories(self, memdir: Path) -> list[Path]:
         """Write the layer's memory-init files into ``memdir``; returns them."""

@@ -97,7 +97,7 @@ class Network:
         self.model = model
         nodes = [n for n in model.graph.node if n.op_type != FIFO]
         fifo_nodes = {n.output[0]: n for n in model.graph.node if n.op_type == FIFO}
-        self.layers: list[LayerModel] = [layer_model(dfg.get_op(n), model) for n in nodes]
+        self.layers: list[LayerModel] = [layer_model(dfg.get_op(n).frozen(), model) for n in nodes]
         self.index = {lm.name: i for i, lm in enumerate(self.layers)}
         producer = {}
         for i, n in enumerate(nodes):
@@ -885,9 +885,8 @@ def simulate(model: ModelWrapper, frames: int | None = None, inputs: np.ndarray 
     n_sim = max(1, min(frames, event_budget // per_frame))
     if frames > 1:
         n_sim = max(n_sim, 2)
-    first = check_deadlock(net) if net.finite else None
     probe = 4 + reach(net) if extend else None
-    steady = None
+    steady = sched = None
     if probe is not None and n_sim > probe:
         # the schedule repeats once it has repeated for one period (see steady_shift): simulate a few frames
         # and extend exactly; more only while it has not settled
@@ -895,17 +894,23 @@ def simulate(model: ModelWrapper, frames: int | None = None, inputs: np.ndarray 
             if n_try >= n_sim:
                 break
             trial = solve(net, n_try, None if net.finite else False, check_deadlock=False)
-            steady = steady_shift(trial) if trial.converged else None
-            if steady is not None:
-                n_sim = n_try
+            if not trial.converged:  # a deadlock (named below) or no fixed point within the iterations
                 break
-    unbounded = solve(net, n_sim, False)
+            steady = steady_shift(trial)
+            if steady is not None:
+                n_sim, sched = n_try, trial
+                break
+    # a converged trial has no deadlock: its first frame is the first frame
+    first = check_deadlock(net) if net.finite and sched is None else None
+    unbounded = sched if sched is not None and not net.finite else solve(net, n_sim, False)
     needed, depth_frames = {}, 0
     if fifo_sizing:  # over enough frames to see the steady state (two frames can miss what the third needs),
         # as far as the sizing's event budget goes (a WRN-20-10 frame alone has ~8M events)
         depth_frames = max(n_sim, min(SIZING_FRAMES, SIZING_EVENT_BUDGET // per_frame))
         needed = needed_depths(unbounded if depth_frames == n_sim else solve(net, depth_frames, False))
-    if not net.finite:
+    if sched is not None:
+        pass
+    elif not net.finite:
         sched = unbounded
     elif n_sim == 1:
         sched = first

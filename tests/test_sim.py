@@ -559,6 +559,33 @@ def test_multithreshold_fast_paths_equal_the_definition():
         elif trial % 7 == 0:
             t = np.broadcast_to(t[:1], (c, steps)).copy()
         x = rng.integers(-400, 400, (int(rng.integers(1, 200)), 4, 5, c)).astype(np.float32)
+        integer = trial % 4 != 0
+        if not integer and trial % 8 == 0:  # not integers: the table path must step aside
+            x += 0.5
         tt = np.broadcast_to(t, (c, steps))
         want = sum((x >= tt[:, j]).astype(np.int64) for j in range(steps)) - 3
-        np.testing.assert_array_equal(multithreshold(x, t, -3.0), want)
+        got = multithreshold(x, t, -3.0, integer=integer)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("k,stride,dilation", [(3, 1, 1), (3, 2, 1), (2, 2, 1), (3, 1, 2), (3, 2, 2), (1, 2, 1)])
+def test_window_executor_equals_the_definition(k, stride, dilation):
+    """The sliding-window executor (one strided copy) against taps gathered one by one: output pixel (y, x)
+    holds input pixel (y*s + i*d, x*s + j*d) for tap (i, j), taps outer, channels inner."""
+    from onebit.export.dataflow.base import make_node
+    from onebit.export.dataflow.ops.swg import ConvolutionInputGenerator
+
+    h, w, c = 9, 8, 3
+    oh, ow = (h - dilation * (k - 1) - 1) // stride + 1, (w - dilation * (k - 1) - 1) // stride + 1
+    node = make_node(ConvolutionInputGenerator, ["x"], ["y"], "SWG_0", ConvKernelDim=[k, k], IFMChannels=c,
+                     IFMDim=[h, w], OFMDim=[oh, ow], SIMD=1, Stride=[stride, stride], Dilation=[dilation, dilation],
+                     inputDataType="INT4", outputDataType="INT4")
+    x = np.random.default_rng(0).integers(-8, 8, (5, h, w, c)).astype(np.float32)
+    got = ConvolutionInputGenerator(node).execute([x])[0]
+    want = np.empty((5, oh, ow, k * k * c), np.float32)
+    for y in range(oh):
+        for xx in range(ow):
+            taps = [x[:, y * stride + i * dilation, xx * stride + j * dilation, :] for i in range(k) for j in range(k)]
+            want[:, y, xx, :] = np.concatenate(taps, axis=-1)
+    np.testing.assert_array_equal(got, want)

@@ -54,7 +54,25 @@ class HWOp(CustomOp):
         for name, value in zip(self.onnx_node.output, outs):
             context[name] = value.astype(np.float32).reshape(context[name].shape)
 
+    def get_nodeattr(self, name):
+        cache = self.__dict__.get("_attrs")
+        if cache is None:
+            return super().get_nodeattr(name)
+        if name not in cache:
+            cache[name] = super().get_nodeattr(name)
+        return cache[name]
+
+    def set_nodeattr(self, name, value):
+        super().set_nodeattr(name, value)
+        self.__dict__.get("_attrs", {}).pop(name, None)
+
     # ----- onebit interface -------------------------------------------------------------------------
+    def frozen(self) -> HWOp:
+        """This op, reading each attribute from the node once: for a graph nothing changes while the op is
+        used (execution, simulation); qonnx reads attributes by a linear search on every call."""
+        self.__dict__.setdefault("_attrs", {})
+        return self
+
     @property
     def name(self) -> str:
         return self.onnx_node.name
@@ -127,7 +145,8 @@ class HWOp(CustomOp):
 
     @abstractmethod
     def execute(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        """Bit-exact outputs for a batch of frames (leading axis N)."""
+        """Bit-exact outputs for a batch of frames (leading axis N). Inputs are never written in place; an
+        output may be an input itself (pass-through layers)."""
 
 
 def make_node(cls: type[HWOp], inputs: list[str], outputs: list[str], name: str, **attrs):
@@ -139,34 +158,46 @@ def frames(x: np.ndarray, shape: tuple) -> np.ndarray:
     return x.reshape((-1, *shape[1:]))
 
 
-def multithreshold(x: np.ndarray, thresholds: np.ndarray, bias: float, scale: float = 1.0) -> np.ndarray:
-    """Channels-last thresholding: ``scale * #{t : x >= t} + bias`` with per-channel (or shared) thresholds."""
+def multithreshold(x: np.ndarray, thresholds: np.ndarray, bias: float, scale: float = 1.0,
+                   integer: bool = False) -> np.ndarray:
+    """Channels-last thresholding: ``scale * #{t : x >= t} + bias`` with per-channel (or shared) thresholds,
+    as float32. ``integer``: the caller guarantees that x holds integers (its data types say so)."""
     t = thresholds if thresholds.shape[0] > 1 else np.broadcast_to(thresholds, (x.shape[-1], thresholds.shape[1]))
     if t.shape[1] > 8 and np.all(np.diff(t, axis=1) >= 0):
-        return scale * _count_table(x, t) + bias
-    counts = np.zeros(x.shape, dtype=np.int64)
-    for j in range(t.shape[1]):  # few steps: each pass is vectorised over frames and channels
-        counts += x >= t[:, j]
-    return scale * counts + bias
+        levels = _level_table(x, t, scale, bias, integer)
+        if levels is not None:
+            return levels
+        counts = _count_sorted(x, t)
+    else:
+        counts = np.zeros(x.shape, dtype=np.int32)
+        for j in range(t.shape[1]):  # few steps: each pass is vectorised over frames and channels
+            counts += x >= t[:, j]
+    return (scale * counts + bias).astype(np.float32)
 
 
-def _count_table(x: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """``_count_sorted`` through a per-channel table of the counts of every integer in x's range, when that
-    table is much smaller than x (the usual case: accumulators span a few thousand values)."""
+def _level_table(x: np.ndarray, t: np.ndarray, scale: float, bias: float, integer: bool) -> np.ndarray | None:
+    """The output levels looked up in a per-channel table over every integer in x's range, when x holds
+    integers and that table is much smaller than x (the usual case: accumulators span a few thousand values);
+    None otherwise. One conversion, one add and one gather over x."""
     if x.size == 0:
-        return np.zeros(x.shape, dtype=np.int64)
+        return None
     lo, hi = float(x.min()), float(x.max())
+    if not (-2.0**31 < lo and hi < 2.0**31 - 1):  # int32 indices (also refuses inf and nan)
+        return None
     span = int(hi - lo) + 1
     shared = bool(np.all(t == t[:1]))
     rows = 1 if shared else t.shape[0]
-    if rows * span * 4 > x.size or not np.all(x == np.round(x)):
-        return _count_sorted(x, t)
+    if rows * span * 4 > x.size:
+        return None
+    xi = x.astype(np.int32)
+    if not integer and not np.array_equal(xi, x):
+        return None
     values = lo + np.arange(span, dtype=np.float64)
-    table = _count_sorted(np.broadcast_to(values[:, None], (span, rows)), t[:rows]).T.ravel()  # (rows, span)
-    idx = (x - lo).astype(np.int64)
-    if not shared:
-        idx += np.arange(t.shape[0], dtype=np.int64) * span
-    return table[idx]
+    counts = _count_sorted(np.broadcast_to(values[:, None], (span, rows)), t[:rows]).T.ravel()  # (rows, span)
+    table = (scale * counts + bias).astype(np.float32)
+    offsets = -int(lo) if shared else np.arange(rows, dtype=np.int32) * span - int(lo)
+    xi += offsets
+    return np.take(table, xi)
 
 
 def _count_sorted(x: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -87,13 +87,22 @@ def execute(model: ModelWrapper, x: np.ndarray, taps: bool = False) -> dict[str,
     ctx: dict[str, np.ndarray] = {model.graph.input[0].name: x}
     for init in model.graph.initializer:
         ctx[init.name] = model.get_initializer(init.name)
-    for node in model.graph.node:
-        op = get_op(node)
+    wanted = [o.name for o in model.graph.output] + [scores_name(model)]
+    # without taps a tensor is dropped after its last reader: the allocator reuses its memory for later
+    # tensors (fresh memory costs a page fault per page) and the peak stays a few layers' worth
+    last_read = {} if taps else {t: k for k, node in enumerate(model.graph.node) for t in node.input}
+    for t in wanted:
+        last_read.pop(t, None)
+    n = x.shape[0]
+    for k, node in enumerate(model.graph.node):
+        op = get_op(node).frozen()
         outs = op.execute([ctx[i] for i in node.input])
-        n = x.shape[0]
+        shape = (n, *op.output_shape()[1:])
         for name, value in zip(node.output, outs):
-            ctx[name] = np.asarray(value, dtype=np.float32).reshape((n, *op.output_shape()[1:]))
+            ctx[name] = np.asarray(value, dtype=np.float32).reshape(shape)
+        for t in node.input:
+            if last_read.get(t) == k:
+                ctx.pop(t, None)
     if taps:
         return ctx
-    wanted = [o.name for o in model.graph.output] + [scores_name(model)]
     return {k: ctx[k] for k in wanted}

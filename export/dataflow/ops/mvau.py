@@ -75,9 +75,11 @@ class MVAU(HWOp):
         exact32 = self.a("MW") * max(abs(self.input_dtype().min()), abs(self.input_dtype().max())) < 2**24
         ftype = np.float32 if exact32 else np.float64  # integer sums below 2**24 are exact in float32 BLAS
         # one 2-D product: numpy's batched matmul over (N, H, W) leading axes is ~50x slower than BLAS
-        acc = (x.reshape(-1, x.shape[-1]).astype(ftype) @ w.astype(ftype)).reshape(*x.shape[:-1], w.shape[-1])
+        acc = x.reshape(-1, x.shape[-1]).astype(ftype, copy=False) @ w.astype(ftype, copy=False)
+        acc = acc.reshape(*x.shape[:-1], w.shape[-1])
         if not self.has_thresholds():
             return [acc]
         odt = self.output_dtype()
         scale, bias = (2.0, -1.0) if odt.name == "BIPOLAR" else (1.0, float(self.a("ActVal")))
-        return [multithreshold(acc, inputs[2], bias, scale)]
+        integer = self.input_dtype().is_integer() and self.dt("weightDataType").is_integer()
+        return [multithreshold(acc, inputs[2], bias, scale, integer=integer)]

@@ -6,6 +6,7 @@ feature map as one vector in (kh, kw, C) order, C innermost -- the rows of the M
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from onebit.export.dataflow.base import HWOp, ceil_div, frames
 
@@ -85,7 +86,7 @@ class ConvolutionInputGenerator(HWOp):
         sh, sw = self.a("Stride")
         dh, dw = self.a("Dilation")
         oh, ow = self.a("OFMDim")
-        taps = [x[:, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw, :]
-                for i in range(kh) for j in range(kw)]
-        out = np.stack(taps, axis=3)  # (N, OH, OW, kh*kw, C)
-        return [out.reshape(x.shape[0], oh, ow, -1)]
+        win = sliding_window_view(x, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(1, 2))  # (N, H', W', C, ., .)
+        win = win[:, : sh * (oh - 1) + 1 : sh, : sw * (ow - 1) + 1 : sw, :, ::dh, ::dw]  # (N, OH, OW, C, kh, kw)
+        # one copy into (N, OH, OW, kh, kw, C): several times faster than stacking the kh*kw shifted views
+        return [win.transpose(0, 1, 2, 4, 5, 3).reshape(x.shape[0], oh, ow, -1)]

@@ -41,6 +41,7 @@ class Thresholding(HWOp):
     def execute(self, inputs):
         x, t = inputs
         x = x.reshape(-1, *self.vecs()[1:], self.a("NumChannels"))
+        integer = self.input_dtype().is_integer()
         if self.output_dtype().name == "BIPOLAR":
-            return [multithreshold(x, t, -1.0, 2.0)]
-        return [multithreshold(x, t, float(self.a("ActVal")))]
+            return [multithreshold(x, t, -1.0, 2.0, integer=integer)]
+        return [multithreshold(x, t, float(self.a("ActVal")), integer=integer)]

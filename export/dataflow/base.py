@@ -159,12 +159,13 @@ def frames(x: np.ndarray, shape: tuple) -> np.ndarray:
 
 
 def multithreshold(x: np.ndarray, thresholds: np.ndarray, bias: float, scale: float = 1.0,
-                   integer: bool = False) -> np.ndarray:
+                   integer: bool = False, reuse: bool = False) -> np.ndarray:
     """Channels-last thresholding: ``scale * #{t : x >= t} + bias`` with per-channel (or shared) thresholds,
-    as float32. ``integer``: the caller guarantees that x holds integers (its data types say so)."""
+    as float32. ``integer``: the caller guarantees that x holds integers (its data types say so); ``reuse``:
+    x is the caller's own scratch (an accumulator), which may receive the result."""
     t = thresholds if thresholds.shape[0] > 1 else np.broadcast_to(thresholds, (x.shape[-1], thresholds.shape[1]))
     if t.shape[1] > 8 and np.all(np.diff(t, axis=1) >= 0):
-        levels = _level_table(x, t, scale, bias, integer)
+        levels = _level_table(x, t, scale, bias, integer, reuse)
         if levels is not None:
             return levels
         counts = _count_sorted(x, t)
@@ -175,7 +176,8 @@ def multithreshold(x: np.ndarray, thresholds: np.ndarray, bias: float, scale: fl
     return (scale * counts + bias).astype(np.float32)
 
 
-def _level_table(x: np.ndarray, t: np.ndarray, scale: float, bias: float, integer: bool) -> np.ndarray | None:
+def _level_table(x: np.ndarray, t: np.ndarray, scale: float, bias: float, integer: bool,
+                 reuse: bool = False) -> np.ndarray | None:
     """The output levels looked up in a per-channel table over every integer in x's range, when x holds
     integers and that table is much smaller than x (the usual case: accumulators span a few thousand values);
     None otherwise. One conversion, one add and one gather over x."""
@@ -197,7 +199,8 @@ def _level_table(x: np.ndarray, t: np.ndarray, scale: float, bias: float, intege
     table = (scale * counts + bias).astype(np.float32)
     offsets = -int(lo) if shared else np.arange(rows, dtype=np.int32) * span - int(lo)
     xi += offsets
-    return np.take(table, xi)
+    out = x if reuse and x.dtype == np.float32 and x.flags.c_contiguous else None
+    return np.take(table, xi, out=out, mode="clip" if out is not None else "raise")
 
 
 def _count_sorted(x: np.ndarray, t: np.ndarray) -> np.ndarray:

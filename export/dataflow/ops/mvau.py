@@ -82,4 +82,4 @@ class MVAU(HWOp):
         odt = self.output_dtype()
         scale, bias = (2.0, -1.0) if odt.name == "BIPOLAR" else (1.0, float(self.a("ActVal")))
         integer = self.input_dtype().is_integer() and self.dt("weightDataType").is_integer()
-        return [multithreshold(acc, inputs[2], bias, scale, integer=integer)]
+        return [multithreshold(acc, inputs[2], bias, scale, integer=integer, reuse=True)]

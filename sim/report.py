@@ -52,6 +52,7 @@ def build_report(res: SimResult, clock_mhz: float, graph: str | None = None) -> 
     frames, done = res.frames, res.done
     totals = {
         "frames": frames, "simulated_frames": res.simulated_frames, "clock_mhz": clock_mhz,
+        "steady_state": list(res.steady) if res.steady is not None else None,
         "ii_cycles": ii, "ii_model_cycles": ii_model, "bottleneck": bottleneck,
         "bottleneck_op": net.layers[net.index[bottleneck]].op_type,
         "fps": hz / ii, "throughput_fps": frames * hz / (int(done[-1]) + 1),
@@ -97,7 +98,11 @@ def format_report(report: dict) -> str:
 
     lines = [fmt(head), "  ".join("-" * w for w in widths), *(fmt(row) for row in body), ""]
     t = report["totals"]
-    sim = "" if t["simulated_frames"] == t["frames"] else f" ({t['simulated_frames']} simulated, rest extrapolated)"
+    sim = ""
+    if t["simulated_frames"] != t["frames"]:
+        rest = ("rest extended exactly: the schedule repeats every {} frame(s), {:,} cycles later".format(
+            *t["steady_state"]) if t.get("steady_state") else "rest extrapolated with the last interval")
+        sim = f" ({t['simulated_frames']} simulated, {rest})"
     lines.append(f"II {t['ii_cycles']:,} cycles (bottleneck {t['bottleneck']}, {t['bottleneck_op']}): "
                  f"{t['fps']:,.1f} frames/s at {t['clock_mhz']:g} MHz")
     lines.append(f"first-frame latency {t['latency_cycles']:,} cycles ({t['latency_us']:,.1f} us); {t['frames']} "

@@ -471,6 +471,14 @@ def test_cli_json_report_plots_and_output(tiny, tiny_frames, tmp_path, capsys):
     rep2 = json.loads(out2)
     assert rep2["totals"]["fifo_mode"] == "finite"
     assert rep2["frame_done_cycles"] == rep["frame_done_cycles"]
+    # many frames: a few simulated, the rest extended exactly once the schedule repeats, and the text says so
+    code, out3, err = call(capsys, "sim", tiny, "--frames", 400, "--fifo-depths", tmp_path / "rep.sim.json",
+                           "--out", tmp_path / "rep3", "--no-plots")
+    assert code == 0, err
+    rep3 = json.loads((tmp_path / "rep3.sim.json").read_text())
+    q, d = rep3["totals"]["steady_state"]
+    assert rep3["totals"]["simulated_frames"] < 400 and rep3["totals"]["ii_cycles"] == round(d / q)
+    assert "rest extended exactly" in out3
 
 
 def test_cli_text_and_one_line_errors(tiny, tmp_path, capsys):

@@ -184,12 +184,12 @@ def _level_table(x: np.ndarray, t: np.ndarray, scale: float, bias: float, intege
     if x.size == 0:
         return None
     lo, hi = float(x.min()), float(x.max())
-    if not (-2.0**31 < lo and hi < 2.0**31 - 1):  # int32 indices (also refuses inf and nan)
+    if not (-(2.0**30) < lo and hi < 2.0**30):  # int32 indices below (this also refuses inf and nan)
         return None
     span = int(hi - lo) + 1
     shared = bool(np.all(t == t[:1]))
     rows = 1 if shared else t.shape[0]
-    if rows * span * 4 > x.size:
+    if rows * span * 4 > min(x.size, 2**32):
         return None
     xi = x.astype(np.int32)
     if not integer and not np.array_equal(xi, x):

@@ -908,14 +908,13 @@ def simulate(model: ModelWrapper, frames: int | None = None, inputs: np.ndarray 
         # as far as the sizing's event budget goes (a WRN-20-10 frame alone has ~8M events)
         depth_frames = max(n_sim, min(SIZING_FRAMES, SIZING_EVENT_BUDGET // per_frame))
         needed = needed_depths(unbounded if depth_frames == n_sim else solve(net, depth_frames, False))
-    if sched is not None:
-        pass
-    elif not net.finite:
-        sched = unbounded
-    elif n_sim == 1:
-        sched = first
-    else:
-        sched = solve(net, n_sim, True, check_deadlock=False)
+    if sched is None:  # else the converged trial is the schedule
+        if not net.finite:
+            sched = unbounded
+        elif n_sim == 1:
+            sched = first
+        else:
+            sched = solve(net, n_sim, True, check_deadlock=False)
     outputs = execute_frames(model, x) if x is not None else None
     done, start = sched.frame_done(), sched.frame_start()
     if frames > n_sim and steady is not None:  # exact: frame k is frame k - q shifted by d

@@ -144,8 +144,8 @@ def channelpad_as_mvau(model, *, ram_style: str = "distributed"):
         if node.op_type != "ChannelPad":
             continue
         op = get_op(node)
-        c_in, c_out = int(op.a("NumChannels")), int(op.a("OutChannels"))
-        pe = int(op.a("PE"))
+        c_in, c_out = int(op.attr("NumChannels")), int(op.attr("OutChannels"))
+        pe = int(op.attr("PE"))
         idt = op.input_dtype().name
         weights = np.zeros((c_in, c_out), np.float32)
         weights[np.arange(c_in), np.arange(c_in)] = 1.0
@@ -156,7 +156,7 @@ def channelpad_as_mvau(model, *, ram_style: str = "distributed"):
             "MVAU", [node.input[0], w_name], [node.output[0]], name=node.name, domain=FINN_DOMAIN,
             backend="fpgadataflow", MW=c_in, MH=c_out, SIMD=c_in, PE=pe, inputDataType=idt,
             weightDataType="INT2", outputDataType=idt, accDataType=idt, noActivation=1, binaryXnorMode=0,
-            numInputVectors=list(op.a("numInputVectors")), mem_mode="internal_decoupled", ram_style=ram_style,
+            numInputVectors=list(op.attr("numInputVectors")), mem_mode="internal_decoupled", ram_style=ram_style,
             resType="lut", ActVal=0)
         model.graph.node.remove(node)
         model.graph.node.insert(idx, mvau)

@@ -28,17 +28,17 @@ def _flag_layer(**flags) -> dict:
 
 def resolve_config(out: Path, config_file: str | None, flags: dict, log) -> dict:
     """Defaults < the --config file (else the run folder's saved run.toml) < flags."""
-    from onebit.flow import config as C
+    from onebit.flow import config
 
-    saved = out / C.CONFIG_FILE
+    saved = out / config.CONFIG_FILE
     if config_file:
-        base = C.load_file(config_file)
+        base = config.load_file(config_file)
     elif saved.is_file():
-        base = C.load_file(saved, flag="saved configuration")
+        base = config.load_file(saved, flag="saved configuration")
         log(f"configuration: {saved} (this folder's run), then the flags")
     else:
         base = {}
-    return C.merge(base, C.check(_flag_layer(**flags), "flags"))
+    return config.merge(base, config.check(_flag_layer(**flags), "flags"))
 
 
 def _summary_lines(results: dict, cfg: dict, out: Path) -> list[str]:

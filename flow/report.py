@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from onebit.atomic import atomic_open
-from onebit.flow import stages as S
+from onebit.flow import stages
 from onebit.flow.config import CONFIG_FILE
 from onebit.flow.engine import Context, read_stamp, stamp_path
 
@@ -174,8 +174,8 @@ def simulation(ctx: Context, d: dict) -> str:
     head = ["layer", "op", "cycles", "utilisation", "stall in", "stall out", "FIFO depth needed", "FIFO depth (RTL)"]
     rows = [[esc(r["name"]), esc(r["op"]), num(r["cycles"]), pct(r["utilisation"]), num(r["stall_in"]),
              num(r["stall_out"]), num(r["fifo_depth"]), num(built.get(r["name"]))] for r in sim.get("layers", [])]
-    return "\n".join([totals, image(ctx.path(S.SIM_CYCLES), "cycles per layer"),
-                      image(ctx.path(S.SIM_TIMELINE), "pipeline timeline"), table(head, rows, left=2),
+    return "\n".join([totals, image(ctx.path(stages.SIM_CYCLES), "cycles per layer"),
+                      image(ctx.path(stages.SIM_TIMELINE), "pipeline timeline"), table(head, rows, left=2),
                       "<p>FIFO depth needed: the deepest input FIFO of the layer for no slowdown (simulator); "
                       "(RTL): the depth the hardware build gave it.</p>"])
 
@@ -212,16 +212,16 @@ def verification(d: dict) -> str:
 
 def timings(ctx: Context) -> str:
     rows = []
-    for name in S.STAGE_NAMES[:-1]:
+    for name in stages.STAGE_NAMES[:-1]:
         st = read_stamp(stamp_path(ctx, name)) or {}
         rows.append([esc(name), num(st.get("seconds")), esc(st.get("finished", "-"))])
     return table(["stage", "seconds (last run)", "finished"], rows)
 
 
 def _inputs(ctx: Context) -> dict:
-    return {"metrics": _metrics(ctx), "pack": _json(ctx, S.PACK_JSON),
-            "parity": _json(ctx, S.PARITY), "folding": _json(ctx, S.FOLDING), "sim": _json(ctx, S.SIM_JSON),
-            "build": _json(ctx, S.BUILD), "verify": _json(ctx, S.VERIFY)}
+    return {"metrics": _metrics(ctx), "pack": _json(ctx, stages.PACK_JSON),
+            "parity": _json(ctx, stages.PARITY), "folding": _json(ctx, stages.FOLDING), "sim": _json(ctx, stages.SIM_JSON),
+            "build": _json(ctx, stages.BUILD), "verify": _json(ctx, stages.VERIFY)}
 
 
 def render(ctx: Context) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 
 from onebit.atomic import write_bytes, write_json
 from onebit.errors import ToolError
-from onebit.flow import config as C
+from onebit.flow import config
 from onebit.flow.engine import Context, Stage
 
 CHECKPOINT = "train/checkpoint.pt"
@@ -65,7 +65,7 @@ def train(ctx: Context) -> dict:
         ctx.sublog(f"continuing the interrupted training from its checkpoint after epoch {done}")
     elif checkpoint.exists():
         checkpoint.unlink()  # an older run's checkpoint, trained with other settings
-    result = run_training(C.train_config(ctx.cfg), folder, resume=resume, quiet=ctx.quiet)
+    result = run_training(config.train_config(ctx.cfg), folder, resume=resume, quiet=ctx.quiet)
     return {k: result[k] for k in ("arch", "dataset", "epochs", "test_acc", "train_time_s", "params")}
 
 
@@ -250,7 +250,7 @@ STAGES = [
     Stage("hw", hardware, config=("hw",), reads=(FOLDED, FRAMES), writes=(BUILD,), summary=_summary_hw),
     Stage("verify", verify, config=("hw",),
           reads=(PACK_JSON, PARITY, DATAFLOW, FRAMES, SIM_OUT, BUILD), writes=(VERIFY,), summary=_summary_verify),
-    Stage("report", report, reads=(C.CONFIG_FILE, "train/metrics.jsonl", "train/curves.png", PACK_JSON, PARITY,
+    Stage("report", report, reads=(config.CONFIG_FILE, "train/metrics.jsonl", "train/curves.png", PACK_JSON, PARITY,
                                    FOLDING, SIM_JSON, SIM_CYCLES, SIM_TIMELINE, BUILD, VERIFY), writes=(REPORT,),
           summary=lambda r: f"wrote {REPORT}"),
 ]

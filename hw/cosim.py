@@ -89,7 +89,7 @@ def compare(design: Design, trace: verilator.Trace, x: np.ndarray, res=None, che
         for i in net.order:
             lm = net.layers[i]
             for e in net.out_edges[i]:
-                want_w = sched.W[i] + (lm.latency - 1)
+                want_w = sched.write_times[i] + (lm.latency - 1)
                 got_w = trace.edges[e.index]["w"][: len(want_w)]
                 if not np.array_equal(got_w, want_w):
                     cycles_ok = False
@@ -128,7 +128,7 @@ def cosimulate(model: ModelWrapper, x: np.ndarray, folder: Path, depths: dict | 
     design = design or generate(model, folder, depths)
     exe = exe or verilator.build(design, len(x))
     res = schedule(design, len(x))
-    last = max(int(t[-1]) + lm.latency for t, lm in zip(res.schedule.T, design.net.layers))
+    last = max(int(t[-1]) + lm.latency for t, lm in zip(res.schedule.step_times, design.net.layers))
     if max_cycles is None:
         max_cycles = int(last * 2 + 1000)
     trace = verilator.run(design, exe, x, max_cycles, min_cycles=last + 1)

@@ -196,18 +196,18 @@ def _streaming(op: HWOp):
 
 
 def _channelpad(op: HWOp):
-    p = int(np.prod(op.a("numInputVectors")))
-    pe = op.a("PE")
-    ci, co = op.a("NumChannels") // pe, op.a("OutChannels") // pe
+    p = int(np.prod(op.attr("numInputVectors")))
+    pe = op.attr("PE")
+    ci, co = op.attr("NumChannels") // pe, op.attr("OutChannels") // pe
     per = (np.arange(p, dtype=np.int64)[:, None] * co + _ar(ci)[None]).ravel()
     return p * co, [per], _ar(p * co)
 
 
 def _fmpadding(op: HWOp):
     _, oh, ow, c = op.output_shape()
-    h, w = op.a("ImgDim")
-    t, l, _, _ = op.a("Padding")
-    cf = c // op.a("SIMD")
+    h, w = op.attr("ImgDim")
+    t, l, _, _ = op.attr("Padding")
+    cf = c // op.attr("SIMD")
     r = np.arange(t, t + h, dtype=np.int64)[:, None, None]
     col = np.arange(l, l + w, dtype=np.int64)[None, :, None]
     reads = ((r * ow + col) * cf + _ar(cf)[None, None]).ravel()
@@ -215,14 +215,14 @@ def _fmpadding(op: HWOp):
 
 
 def _swg(op: HWOp):
-    kh, kw = op.a("ConvKernelDim")
-    h, w = op.a("IFMDim")
-    oh, ow = op.a("OFMDim")
-    sh, sw = op.a("Stride")
-    dh, dw = op.a("Dilation")
-    cf = op.a("IFMChannels") // op.a("SIMD")
+    kh, kw = op.attr("ConvKernelDim")
+    h, w = op.attr("IFMDim")
+    oh, ow = op.attr("OFMDim")
+    sh, sw = op.attr("Stride")
+    dh, dw = op.attr("Dilation")
+    cf = op.attr("IFMChannels") // op.attr("SIMD")
     n_in = h * w * cf
-    if (kh == kw == 1) or op.a("parallel_window"):
+    if (kh == kw == 1) or op.attr("parallel_window"):
         per_win = op.output_beats() // (oh * ow)  # cf for 1x1 default style, 1 for parallel windows
         last = ((np.arange(oh, dtype=np.int64)[:, None] * sh + (kh - 1) * dh) * w
                 + np.arange(ow, dtype=np.int64)[None] * sw + (kw - 1) * dw)
@@ -235,7 +235,7 @@ def _swg(op: HWOp):
     fill = op.buffer_depth()
     row = max(ow * k * cf, sw * w * cf)
     tail = 0
-    if op.a("depthwise"):  # FINN+'s RTL replays each depthwise window once per channel fold
+    if op.attr("depthwise"):  # FINN+'s RTL replays each depthwise window once per channel fold
         row += ow * (sw - 1) * (cf - 1)
         tail = (sh - 1) * w * cf
     period = fill + oh * row + tail
@@ -255,8 +255,8 @@ def _swg(op: HWOp):
 
 
 def _mvau(op: HWOp):
-    p = int(np.prod(op.a("numInputVectors")))
-    sf, nf = op.a("MW") // op.a("SIMD"), op.a("MH") // op.a("PE")
+    p = int(np.prod(op.attr("numInputVectors")))
+    sf, nf = op.attr("MW") // op.attr("SIMD"), op.attr("MH") // op.attr("PE")
     base = np.arange(p, dtype=np.int64)[:, None] * (nf * sf)
     reads = (base + _ar(sf)[None]).ravel()
     writes = (base + (_ar(nf) * sf + sf - 1)[None]).ravel()
@@ -264,8 +264,8 @@ def _mvau(op: HWOp):
 
 
 def _pool(op: HWOp):
-    oh, ow = op.a("OutImgDims")
-    cf = op.a("Channels") // op.a("PE")
+    oh, ow = op.attr("OutImgDims")
+    cf = op.attr("Channels") // op.attr("PE")
     k = op.taps()
     base = np.arange(oh * ow, dtype=np.int64)[:, None] * (k * cf)
     writes = (base + (k - 1) * cf + _ar(cf)[None]).ravel()
@@ -274,15 +274,15 @@ def _pool(op: HWOp):
 
 def _globalaccpool(op: HWOp):
     n_in, n_out = op.input_beats(), op.output_beats()
-    cf = op.a("NumChannels") // op.a("PE")
+    cf = op.attr("NumChannels") // op.attr("PE")
     if n_out == n_in:  # no spatial axes: a pass-through
         return n_in + cf, [_ar(n_in)], _ar(n_in)
     return n_in + n_out, [_ar(n_in)], n_in + _ar(n_out)
 
 
 def _labelselect(op: HWOp):
-    vecs = int(np.prod(op.a("numInputVectors")))
-    lf, k = op.a("Labels") // op.a("PE"), op.a("K")
+    vecs = int(np.prod(op.attr("numInputVectors")))
+    lf, k = op.attr("Labels") // op.attr("PE"), op.attr("K")
     per = lf + k - 1
     base = np.arange(vecs, dtype=np.int64)[:, None] * per
     reads = (base + _ar(lf)[None]).ravel()
@@ -317,7 +317,7 @@ def threshold_bits(steps: int) -> int:
 def threshold_steps(op: HWOp, model=None) -> int:
     """Thresholds per channel of a Thresholding or thresholded MVAU (its threshold tensor's, if ``model``)."""
     if op.onnx_node.op_type == "Thresholding":
-        return int(op.a("numSteps"))
+        return int(op.attr("numSteps"))
     if model is not None and len(op.onnx_node.input) > 2:
         t = model.get_initializer(op.onnx_node.input[2])
         if t is not None:
@@ -328,7 +328,7 @@ def threshold_steps(op: HWOp, model=None) -> int:
 def pipeline_depth(op: HWOp, model=None) -> int:
     """Cycles between a step that writes and its beat leaving the layer, in onebit's RTL."""
     kind = op.onnx_node.op_type
-    if kind == "Thresholding" or (kind == "MVAU" and not op.a("noActivation")):
+    if kind == "Thresholding" or (kind == "MVAU" and not op.attr("noActivation")):
         return threshold_bits(threshold_steps(op, model))
     return 0
 

@@ -116,7 +116,7 @@ class Network:
             while tensor in fifo_nodes:
                 f = fifo_nodes[tensor]
                 names.insert(0, f.name)
-                depth = (depth or 0) + int(dfg.get_op(f).a("depth"))
+                depth = (depth or 0) + int(dfg.get_op(f).attr("depth"))
                 tensor = f.input[0]
                 tensors.insert(0, tensor)
             return tensor, names, tensors, depth
@@ -264,9 +264,9 @@ class Schedule:
 
     def __init__(self, net: Network, n: int, bounded: bool):
         self.net, self.n, self.bounded = net, n, bounded
-        self.T: list[np.ndarray | None] = [None] * len(net.layers)
-        self.W: list[np.ndarray | None] = [None] * len(net.layers)
-        self.R: dict[int, np.ndarray] = {}
+        self.step_times: list[np.ndarray | None] = [None] * len(net.layers)
+        self.write_times: list[np.ndarray | None] = [None] * len(net.layers)
+        self.edge_reads: dict[int, np.ndarray] = {}
         self.sweeps = 0
         self.iterations = 0
         self.converged = True
@@ -278,7 +278,7 @@ class Schedule:
             if e.producer is None:
                 out.append(np.arange(self.n * e.beats, dtype=np.int64))
             else:
-                out.append(self.W[e.producer] + self.net.layers[e.producer].latency)
+                out.append(self.write_times[e.producer] + self.net.layers[e.producer].latency)
         return out
 
     def credit(self, i: int) -> np.ndarray | None:
@@ -288,7 +288,7 @@ class Schedule:
         for e in self.net.out_edges[i]:
             if e.depth is None or e.consumer is None:
                 continue
-            r = self.R[e.index]
+            r = self.edge_reads[e.index]
             if e.depth >= len(r):
                 continue
             cand = np.full(len(r), NEG, dtype=np.int64)
@@ -300,7 +300,7 @@ class Schedule:
         """Recompute layer ``i`` from its neighbours; returns whether its times changed."""
         lm = self.net.layers[i]
         t = lm.times(self.n, self.arrivals(i), self.credit(i))
-        if self.T[i] is not None and np.array_equal(t, self.T[i]):
+        if self.step_times[i] is not None and np.array_equal(t, self.step_times[i]):
             return False
         self.set(i, t)
         return True
@@ -308,25 +308,25 @@ class Schedule:
     def set(self, i: int, t: np.ndarray) -> None:
         lm = self.net.layers[i]
         _, reads, writes = lm.tiled(self.n)
-        self.T[i] = t
-        self.W[i] = t[writes]
+        self.step_times[i] = t
+        self.write_times[i] = t[writes]
         for e in self.net.in_edges[i]:
-            self.R[e.index] = t[reads[e.slot]]
+            self.edge_reads[e.index] = t[reads[e.slot]]
         for e in self.net.out_edges[i]:
             if e.consumer is None:
-                self.R[e.index] = self.W[i] + lm.latency
+                self.edge_reads[e.index] = self.write_times[i] + lm.latency
 
     # ----- results -----------------------------------------------------------------------------------------
     def source_reads(self) -> np.ndarray:
         e = next(e for e in self.net.edges if e.producer is None)
-        return self.R[e.index]
+        return self.edge_reads[e.index]
 
     def frame_done(self) -> np.ndarray:
         """Per frame: the cycle in which the sink takes the frame's last output beat (over all outputs)."""
         done = None
         for e in self.net.edges:
             if e.consumer is None:
-                last = self.R[e.index].reshape(self.n, -1)[:, -1]
+                last = self.edge_reads[e.index].reshape(self.n, -1)[:, -1]
                 done = last if done is None else np.maximum(done, last)
         return done
 
@@ -337,7 +337,7 @@ class Schedule:
     def layer_spans(self, i: int) -> np.ndarray:
         """(n, 2): per frame, the cycle the layer's first step ran and the cycle after its last step."""
         lm = self.net.layers[i]
-        t = self.T[i].reshape(self.n, lm.events)
+        t = self.step_times[i].reshape(self.n, lm.events)
         return np.stack([t[:, 0] - lm.pos[0], t[:, -1] + (lm.period - lm.pos[-1])], axis=1)
 
     def layer_stalls(self, i: int) -> dict:
@@ -346,7 +346,7 @@ class Schedule:
         lm = self.net.layers[i]
         pos, _, _ = lm.tiled(self.n)
         lb_in, lb_out = lm.lower_bounds(self.n, self.arrivals(i), self.credit(i))
-        x = self.T[i] - pos
+        x = self.step_times[i] - pos
         inc = np.diff(x)
         grew = np.flatnonzero(inc > 0) + 1
         out = 0
@@ -362,7 +362,7 @@ class Schedule:
         """Largest number of beats on the edge just after a write: the depth it needs to never stall."""
         if e.producer is None or e.consumer is None:
             return 0
-        w, r = self.W[e.producer], self.R[e.index]
+        w, r = self.write_times[e.producer], self.edge_reads[e.index]
         if not len(w):
             return 0
         cnt = np.searchsorted(r, w, side="left")
@@ -376,14 +376,14 @@ def latest(s: Schedule) -> Schedule:
     outputs leave exactly as with unbounded FIFOs: the depth each edge needs (:func:`needed_depths`)."""
     net, n = s.net, s.n
     late = Schedule(net, n, False)
-    horizon = max(int(t[-1]) for t in s.T)  # no event of s is later, so every latest time is >= s's
+    horizon = max(int(t[-1]) for t in s.step_times)  # no event of s is later, so every latest time is >= s's
     big = 1 << 60
     for i in net.order[::-1]:
         lm = net.layers[i]
         pos, _, writes = lm.tiled(n)
         deadline = None
         for e in net.out_edges[i]:
-            d = s.R[e.index] if e.consumer is None else late.R[e.index]
+            d = s.edge_reads[e.index] if e.consumer is None else late.edge_reads[e.index]
             deadline = d - lm.latency if deadline is None else np.minimum(deadline, d - lm.latency)
         ub = np.full(len(pos), big, dtype=np.int64)
         if deadline is not None:
@@ -458,7 +458,7 @@ def solve(net: Network, n: int, bounded: bool | None = None, max_iterations: int
         offsets, changed = pol["offsets"], set()
         for k, i in enumerate(pol["layers"]):
             ti = t[offsets[k]:offsets[k + 1]]
-            if not np.array_equal(ti, s.T[i]):
+            if not np.array_equal(ti, s.step_times[i]):
                 s.set(i, ti.copy())
                 changed.add(i)
         dirty |= changed
@@ -546,7 +546,7 @@ def _policy(s: Schedule, active: list[int] | None = None) -> dict:
         for e in net.out_edges[i]:
             if e.consumer is None or e.depth is None:
                 continue
-            r = s.R[e.index]
+            r = s.edge_reads[e.index]
             if e.depth >= len(r):
                 continue
             wj = writes[e.depth:]
@@ -803,7 +803,7 @@ def steady_shift(s: Schedule, max_period: int = 4) -> tuple[int, int] | None:
             break
         d = None
         for i, lm in enumerate(net.layers):
-            t = s.T[i].reshape(n, lm.events)
+            t = s.step_times[i].reshape(n, lm.events)
             diff = t[n - w:] - t[n - w - q:n - q]
             if d is None:
                 d = int(diff.flat[0])
@@ -813,7 +813,7 @@ def steady_shift(s: Schedule, max_period: int = 4) -> tuple[int, int] | None:
         if d is None or d < q * src.beats:
             continue
         if d > q * src.beats:
-            reads = s.R[src.index].reshape(n, -1)[n - q:]
+            reads = s.edge_reads[src.index].reshape(n, -1)[n - q:]
             arrival = np.arange((n - q) * src.beats, n * src.beats, dtype=np.int64).reshape(q, -1)
             if np.any(reads == arrival):
                 continue

@@ -13,7 +13,7 @@ from onebit.sim.network import SimResult
 
 def _fold(op, attr):
     types = op.get_nodeattr_types()
-    return int(op.a(attr)) if attr in types else None
+    return int(op.attr(attr)) if attr in types else None
 
 
 def build_report(res: SimResult, clock_mhz: float, graph: str | None = None) -> dict:
@@ -31,7 +31,7 @@ def build_report(res: SimResult, clock_mhz: float, graph: str | None = None) -> 
         needed = [res.needed.get(e.index) for e in ins if e.internal]
         needed = [d for d in needed if d is not None]
         given = [e.depth for e in ins if e.internal and e.depth is not None]
-        t = sched.T[i]
+        t = sched.step_times[i]
         first_write = int(t[lm.tiled(sched.n)[2][0]]) if lm.out_beats else None
         rows.append({
             "name": lm.name, "op": lm.op_type, "PE": _fold(lm.op, "PE"), "SIMD": _fold(lm.op, "SIMD"),

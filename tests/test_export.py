@@ -103,8 +103,8 @@ def test_data_types_are_minimal(exported, frames, act, abits):
     for node in model.graph.node:
         if node.op_type == "MVAU":
             op = dfg.get_op(node)
-            acc, idt = op.dt("accDataType"), op.input_dtype()
-            bound = op.a("MW") * max(abs(idt.min()), abs(idt.max()))
+            acc, idt = op.attr_dtype("accDataType"), op.input_dtype()
+            bound = op.attr("MW") * max(abs(idt.min()), abs(idt.max()))
             assert acc.bitwidth() <= dtype_for(-bound, bound).bitwidth(), node.name
             accs.append(acc.bitwidth())
     assert accs
@@ -166,7 +166,7 @@ def test_trained_run_keeps_its_accuracy_exactly(trained, trained_export):
     df = ModelWrapper(str(out / DATAFLOW_FILE))
     labels = dfg.execute(df, ds.x_test.astype(np.float32))[df.graph.output[0].name]
     np.testing.assert_array_equal(labels.reshape(-1), preds)
-    accs = [dfg.get_op(n).dt("accDataType").bitwidth() for n in df.graph.node if n.op_type == "MVAU"]
+    accs = [dfg.get_op(n).attr_dtype("accDataType").bitwidth() for n in df.graph.node if n.op_type == "MVAU"]
     assert accs and max(accs) <= 16
 
 

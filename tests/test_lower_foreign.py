@@ -226,12 +226,12 @@ def test_structure_of_the_lowered_cnv(exported, tmp_path):
     assert ops.count("MVAU") == 4  # two convs, two linears
     assert "FMPadding" in ops and ops.count("ConvolutionInputGenerator") == 3  # conv1 (padded), pool, conv2
     pools = [dfg.get_op(n) for n in df.graph.node if n.op_type == "Pool"]
-    assert [p.a("Function") for p in pools] == ["MaxPool"]
+    assert [p.attr("Function") for p in pools] == ["MaxPool"]
     mvaus = [dfg.get_op(n) for n in df.graph.node if n.op_type == "MVAU"]
     assert [m.has_thresholds() for m in mvaus] == [True, True, True, False]  # BN + QuantReLU fused
-    assert mvaus[0].dt("weightDataType").bitwidth() == 2  # narrow-range 2-bit weights: {-1, 0, 1}
-    assert mvaus[2].dt("weightDataType").name == "BIPOLAR"
-    assert [m.a("MW") for m in mvaus] == [27, 72, 576, 32]
+    assert mvaus[0].attr_dtype("weightDataType").bitwidth() == 2  # narrow-range 2-bit weights: {-1, 0, 1}
+    assert mvaus[2].attr_dtype("weightDataType").name == "BIPOLAR"
+    assert [m.attr("MW") for m in mvaus] == [27, 72, 576, 32]
 
 
 def test_cli_lower_json(exported, tmp_path, capsys):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from onebit.errors import ConfigError
-from onebit.flow import config as C
+from onebit.flow import config
 from onebit.flow.cli import resolve_config
 from onebit.flow.engine import Context, Stage, locked, read_stamp, run_stages, stamp_path
 from onebit.flow.stages import STAGE_NAMES
@@ -39,10 +39,10 @@ def assert_one_error_line(code: int, err: str, *named: str) -> None:
 
 # ----- configuration ---------------------------------------------------------------------------------------
 def test_defaults_are_the_embedded_default():
-    cfg = C.merge()
+    cfg = config.merge()
     assert cfg["data"]["dataset"] == "digits"
     assert (cfg["model"]["arch"], cfg["model"]["act"], cfg["model"]["abits"]) == ("tiny", "srelu", 4)
-    assert C.train_config(cfg).epochs is None  # `onebit train`'s default schedule
+    assert config.train_config(cfg).epochs is None  # `onebit train`'s default schedule
 
 
 def test_toml_then_flags(tmp_path):
@@ -57,13 +57,13 @@ def test_toml_then_flags(tmp_path):
 def test_yaml_equals_toml(tmp_path):
     (tmp_path / "c.toml").write_text('[model]\nact = "bn-relu"\nabits = 2\n[train]\nsgdr = [1, 2]\n')
     (tmp_path / "c.yaml").write_text("model:\n  act: bn-relu\n  abits: 2\ntrain:\n  sgdr: [1, 2]\n")
-    assert C.load_file(tmp_path / "c.toml") == C.load_file(tmp_path / "c.yaml")
+    assert config.load_file(tmp_path / "c.toml") == config.load_file(tmp_path / "c.yaml")
 
 
 def test_saved_toml_repeats_the_configuration(tmp_path):
-    cfg = C.merge(C.check({"train": {"epochs": 2, "sgdr": [1, 1]}, "fold": {"max_luts": 20000}}, "t"))
-    (tmp_path / "run.toml").write_text(C.to_toml(cfg))
-    assert C.merge(C.load_file(tmp_path / "run.toml")) == cfg
+    cfg = config.merge(config.check({"train": {"epochs": 2, "sgdr": [1, 1]}, "fold": {"max_luts": 20000}}, "t"))
+    (tmp_path / "run.toml").write_text(config.to_toml(cfg))
+    assert config.merge(config.load_file(tmp_path / "run.toml")) == cfg
 
 
 def test_run_folder_config_is_the_base(tmp_path):
@@ -133,7 +133,7 @@ def toy_stages(calls: list[str], fail: set[str] = frozenset()) -> list[Stage]:
 
 def test_stamps_skip_rerun_and_resume(tmp_path):
     calls, log = [], []
-    cfg = C.merge()
+    cfg = config.merge()
     ctx = lambda c=cfg: Context(c, tmp_path, log.append)  # noqa: E731
     rows = run_stages(toy_stages(calls), ctx())
     assert [r["status"] for r in rows] == ["ran", "ran"] and calls == ["a", "b"]
@@ -142,7 +142,7 @@ def test_stamps_skip_rerun_and_resume(tmp_path):
     assert [r["status"] for r in rows] == ["skipped", "skipped"] and calls == ["a", "b"]
     assert "skipped (inputs unchanged)" in log[-1]
 
-    other = C.merge(C.check({"hw": {"clock_mhz": 80}}, "t"))
+    other = config.merge(config.check({"hw": {"clock_mhz": 80}}, "t"))
     run_stages(toy_stages(calls), ctx(other))
     assert calls == ["a", "b", "b"]  # only b depends on the clock
 
@@ -156,16 +156,16 @@ def test_stamps_skip_rerun_and_resume(tmp_path):
     assert calls == ["b"]
 
     with pytest.raises(KeyboardInterrupt):  # interrupted: the stamp says running, the next run resumes
-        run_stages(toy_stages(calls, fail={"a"}), ctx(C.merge(C.check({"fold": {"target_fps": 5}}, "t"))))
+        run_stages(toy_stages(calls, fail={"a"}), ctx(config.merge(config.check({"fold": {"target_fps": 5}}, "t"))))
     assert read_stamp(stamp_path(ctx(), "a"))["status"] == "running"
-    c = ctx(C.merge(C.check({"fold": {"target_fps": 5}}, "t")))
+    c = ctx(config.merge(config.check({"fold": {"target_fps": 5}}, "t")))
     run_stages(toy_stages(calls), c)
     assert c.results["a"] == {"resumed": True}
 
 
 def test_until_stops_after_the_stage(tmp_path):
     calls = []
-    rows = run_stages(toy_stages(calls), Context(C.merge(), tmp_path), until="a")
+    rows = run_stages(toy_stages(calls), Context(config.merge(), tmp_path), until="a")
     assert [r["stage"] for r in rows] == ["a"] and calls == ["a"]
 
 
@@ -244,7 +244,7 @@ def test_run_runs_every_stage(flow):
     folder, _, proc = flow
     for i, name in enumerate(STAGE_NAMES, 1):
         assert f"[{i}/8] {name}: done" in proc.stderr, proc.stderr[-3000:]
-    saved = C.load_file(folder / "run.toml")
+    saved = config.load_file(folder / "run.toml")
     assert saved["train"]["epochs"] == 3 and saved["verify"]["frames"] == 24 and saved["hw"]["frames"] == 2
     verdict = json.loads((folder / "verify.json").read_text())
     assert verdict["passed"], verdict
@@ -326,4 +326,4 @@ def test_changed_target_reruns_from_fold(flow, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     status = {r["stage"]: r["status"] for r in json.loads(proc.stdout)["stages"]}
     assert status == {"train": "skipped", "pack": "skipped", "export": "skipped", "fold": "ran", "sim": "ran"}
-    assert C.load_file(copy / "run.toml")["fold"]["target_fps"] == 400.0
+    assert config.load_file(copy / "run.toml")["fold"]["target_fps"] == 400.0

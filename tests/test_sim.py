@@ -282,7 +282,7 @@ def test_streaming_layers_bit_exact_and_cycles(c):
     model = g.build(out)
     res = check_single(model, x, expected, closed)
     op = res.net.layers[-1]
-    assert op.period == (op.exp_cycles() + (op.op.a("K") - 1 if kind == "LabelSelect" else 0))
+    assert op.period == (op.exp_cycles() + (op.op.attr("K") - 1 if kind == "LabelSelect" else 0))
 
 
 def test_stall_semantics_backpressure_slows_producer():
@@ -436,7 +436,7 @@ def test_finite_fixed_point_equals_plain_sweeps(tiny):
     finally:
         N.GS_SWEEPS = old
     assert fast.converged and slow.converged and fast.iterations > 0 and slow.iterations == 0
-    for a, b in zip(fast.T, slow.T):
+    for a, b in zip(fast.step_times, slow.step_times):
         np.testing.assert_array_equal(a, b)
     assert np.all(fast.frame_done() >= base.frame_done())
 

@@ -77,17 +77,17 @@ class HWOp(CustomOp):
     def name(self) -> str:
         return self.onnx_node.name
 
-    def a(self, name):
+    def attr(self, name):
         return self.get_nodeattr(name)
 
-    def dt(self, name) -> DataType:
+    def attr_dtype(self, name) -> DataType:
         return DataType[self.get_nodeattr(name)]
 
     def input_dtype(self, i: int = 0) -> DataType:
-        return self.dt("inputDataType")
+        return self.attr_dtype("inputDataType")
 
     def output_dtype(self) -> DataType:
-        return self.dt("outputDataType")
+        return self.attr_dtype("outputDataType")
 
     @abstractmethod
     def input_shapes(self) -> list[tuple]:
@@ -106,7 +106,7 @@ class HWOp(CustomOp):
         return self.fold_of_output()
 
     def fold_of_output(self) -> int:
-        return int(self.a("PE"))
+        return int(self.attr("PE"))
 
     def folded_input_shape(self, i: int = 0) -> tuple:
         shape = self.input_shapes()[i]

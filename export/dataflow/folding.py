@@ -105,7 +105,7 @@ def apply_folding(model: ModelWrapper, folding: dict, couple: bool = True) -> Mo
                 raise FoldingError(f"node {name} ({node.op_type}): no folding attribute {attr!r}; expected one of "
                                    f"{', '.join(allowed) or '(none: this layer has no folding)'}")
         if node.op_type == SWG and "SIMD" in attrs and "parallel_window" not in attrs \
-                and op.a("SIMD") != op.a("IFMChannels"):
+                and op.attr("SIMD") != op.attr("IFMChannels"):
             _set(op, "parallel_window", 0)  # a partial SIMD given alone means the default (one window tap) style
         given.add(name)
     if couple:
@@ -117,9 +117,9 @@ def apply_folding(model: ModelWrapper, folding: dict, couple: bool = True) -> Mo
 
 
 def _check_parallel_window(op: HWOp) -> None:
-    if op.a("parallel_window") and (op.a("depthwise") or op.a("SIMD") != op.a("IFMChannels")):
+    if op.attr("parallel_window") and (op.attr("depthwise") or op.attr("SIMD") != op.attr("IFMChannels")):
         raise FoldingError(f"node {op.name} ({SWG}): parallel_window=1 needs depthwise=0 and SIMD = IFMChannels "
-                           f"({op.a('IFMChannels')}), got depthwise={op.a('depthwise')}, SIMD={op.a('SIMD')}")
+                           f"({op.attr('IFMChannels')}), got depthwise={op.attr('depthwise')}, SIMD={op.attr('SIMD')}")
 
 
 def _single_producer(model: ModelWrapper, node, op_type: str):
@@ -136,7 +136,7 @@ def window_chain(model: ModelWrapper, node):
     swg = _single_producer(model, node, SWG)
     if swg is None:
         return None, None
-    depthwise = get_op(swg).a("depthwise")
+    depthwise = get_op(swg).attr("depthwise")
     if (node.op_type == "MVAU") == bool(depthwise):
         return None, None
     return swg, _single_producer(model, swg, "FMPadding")
@@ -144,8 +144,8 @@ def window_chain(model: ModelWrapper, node):
 
 def swg_settings_for(swg: HWOp, consumer_fold: int) -> tuple[int, int]:
     """(SWG SIMD, parallel_window) that best feeds a consumer reading ``consumer_fold`` elements per beat."""
-    c = swg.a("IFMChannels")
-    if swg.a("depthwise"):
+    c = swg.attr("IFMChannels")
+    if swg.attr("depthwise"):
         return math.gcd(consumer_fold, c), 0
     if c % consumer_fold == 0:
         return consumer_fold, 0
@@ -161,13 +161,13 @@ def _couple(model: ModelWrapper, given: set[str]) -> None:
             continue
         sop = get_op(swg)
         if swg.name not in given:
-            fold = get_op(node).a("SIMD" if node.op_type == "MVAU" else "PE")
+            fold = get_op(node).attr("SIMD" if node.op_type == "MVAU" else "PE")
             simd, pw = swg_settings_for(sop, fold)
             _set(sop, "SIMD", simd)
             _set(sop, "parallel_window", pw)
             given.add(swg.name)
         if pad is not None and pad.name not in given:
-            _set(get_op(pad), "SIMD", sop.a("SIMD"))
+            _set(get_op(pad), "SIMD", sop.attr("SIMD"))
 
 
 # ----- cycles and the report ----------------------------------------------------------------------------------
@@ -194,9 +194,9 @@ def latency_cycles(model: ModelWrapper, per_node: dict[str, int] | None = None) 
 
 
 def _folding_attrs(op: HWOp) -> dict:
-    out = {k: int(op.a(k)) for k in op.folding()}
+    out = {k: int(op.attr(k)) for k in op.folding()}
     if op.onnx_node.op_type == SWG:
-        out["parallel_window"] = int(op.a("parallel_window"))
+        out["parallel_window"] = int(op.attr("parallel_window"))
     return out
 
 
@@ -214,9 +214,9 @@ def folding_report(model: ModelWrapper, clock_mhz: float) -> dict:
         node = op.onnx_node
         rows.append({
             "name": op.name, "op": node.op_type,
-            "PE": int(op.a("PE")) if "PE" in types else None,
-            "SIMD": int(op.a("SIMD")) if "SIMD" in types else None,
-            **({"parallel_window": int(op.a("parallel_window"))} if node.op_type == SWG else {}),
+            "PE": int(op.attr("PE")) if "PE" in types else None,
+            "SIMD": int(op.attr("SIMD")) if "SIMD" in types else None,
+            **({"parallel_window": int(op.attr("parallel_window"))} if node.op_type == SWG else {}),
             "cycles": per[op.name], "share": round(per[op.name] / ii, 4),
             "LUT": int(res.get("LUT", 0)), "mem_bits": int(res.get("mem_bits", 0)),
             "in_widths": [int(op.instream_width(i)) for i in op.stream_inputs() if i < len(node.input)],
@@ -291,13 +291,13 @@ class Unit:
 
 def _mvau_candidates(model: ModelWrapper, node) -> tuple[list, list]:
     op = get_op(node)
-    mw, mh = op.a("MW"), op.a("MH")
+    mw, mh = op.attr("MW"), op.attr("MH")
     swg, pad = window_chain(model, node)
     members = [n for n in (pad, swg, node) if n is not None]
     if swg is not None:
         sop = get_op(swg)
-        c = sop.a("IFMChannels")
-        kh, kw = sop.a("ConvKernelDim")
+        c = sop.attr("IFMChannels")
+        kh, kw = sop.attr("ConvKernelDim")
         simds = [(d, d, 0) for d in divisors(c)]
         if mw == kh * kw * c:  # beyond C channels per beat the SWG moves whole windows
             simds += [(m * c, c, 1) for m in divisors(kh * kw) if m > 1]
@@ -319,7 +319,7 @@ def _pool_candidates(model: ModelWrapper, node) -> tuple[list, list]:
     swg, pad = window_chain(model, node)
     members = [n for n in (pad, swg, node) if n is not None]
     out = []
-    for pe in divisors(get_op(node).a("Channels")):
+    for pe in divisors(get_op(node).attr("Channels")):
         cand = {node.name: {"PE": pe}}
         if swg is not None:
             cand[swg.name] = {"SIMD": swg_settings_for(get_op(swg), pe)[0], "parallel_window": 0}
@@ -335,8 +335,8 @@ def _single_candidates(node) -> list:
     combos = [{}]
     for attr, bound in bounds.items():
         combos = [{**c, attr: d} for c in combos for d in divisors(bound)]
-    if node.op_type == SWG and not op.a("depthwise"):
-        c = op.a("IFMChannels")
+    if node.op_type == SWG and not op.attr("depthwise"):
+        c = op.attr("IFMChannels")
         combos = [{**x, "parallel_window": 0} for x in combos] + [{"SIMD": c, "parallel_window": 1}]
     return [{node.name: x} for x in combos]
 

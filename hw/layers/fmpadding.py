@@ -18,7 +18,7 @@ class FMPaddingRTL(RTLLayer):
         if dt.name == "BIPOLAR":
             raise UnsupportedError(f"node {self.name} (FMPadding): BIPOLAR input; its padding value 0 has no "
                                    f"BIPOLAR code")
-        h, w = op.a("ImgDim")
-        t, l, b, r = op.a("Padding")
-        return {"BW": op.a("SIMD") * dt.bitwidth(), "CF": op.a("NumChannels") // op.a("SIMD"), "H": h, "W": w,
+        h, w = op.attr("ImgDim")
+        t, l, b, r = op.attr("Padding")
+        return {"BW": op.attr("SIMD") * dt.bitwidth(), "CF": op.attr("NumChannels") // op.attr("SIMD"), "H": h, "W": w,
                 "T": t, "L": l, "B": b, "R": r}

@@ -25,13 +25,13 @@ class MVAURTL(RTLLayer):
     def weights(self) -> np.ndarray:
         """The (MW, MH) weight matrix, checked to be 1-bit of the node's weight type."""
         op = self.op
-        wdt = op.dt("weightDataType").name
+        wdt = op.attr_dtype("weightDataType").name
         w = self.init(1)
         if wdt not in WEIGHT_VALUES or not op.input_dtype().is_integer():
             raise UnsupportedError(f"node {self.name}: MVAU with {wdt} weights and {op.input_dtype().name} inputs; "
                                    f"the RTL takes BIPOLAR or BINARY weights and integer inputs")
-        if w.shape != (op.a("MW"), op.a("MH")) or not set(np.unique(w).tolist()) <= WEIGHT_VALUES[wdt]:
-            raise UnsupportedError(f"node {self.name}: its weights are not a ({op.a('MW')}, {op.a('MH')}) matrix "
+        if w.shape != (op.attr("MW"), op.attr("MH")) or not set(np.unique(w).tolist()) <= WEIGHT_VALUES[wdt]:
+            raise UnsupportedError(f"node {self.name}: its weights are not a ({op.attr('MW')}, {op.attr('MH')}) matrix "
                                    f"of {wdt} values {sorted(WEIGHT_VALUES[wdt])}")
         return w.astype(np.int64)
 
@@ -46,26 +46,26 @@ class MVAURTL(RTLLayer):
 
     def _thr(self) -> dict:
         lo, hi = self.sum_range
-        return threshold_params(self.init(2), self.op.a("MH"), lo, hi)
+        return threshold_params(self.init(2), self.op.attr("MH"), lo, hi)
 
     def params(self):
         op = self.op
-        pe, simd = op.a("PE"), op.a("SIMD")
+        pe, simd = op.attr("PE"), op.attr("SIMD")
         idt, odt = op.input_dtype(), op.output_dtype()
-        p = {"PE": pe, "SIMD": simd, "NF": op.a("MH") // pe, "SF": op.a("MW") // simd, "IW": idt.bitwidth(),
+        p = {"PE": pe, "SIMD": simd, "NF": op.attr("MH") // pe, "SF": op.attr("MW") // simd, "IW": idt.bitwidth(),
              "IN_SIGNED": int(idt.signed()), "IN_BIPOLAR": int(idt.name == "BIPOLAR"),
-             "W_BIPOLAR": int(op.dt("weightDataType").name == "BIPOLAR"), "SW": max(2, signed_bits(*self.sum_range)),
+             "W_BIPOLAR": int(op.attr_dtype("weightDataType").name == "BIPOLAR"), "SW": max(2, signed_bits(*self.sum_range)),
              "THRESH": int(op.has_thresholds()), "OB": odt.bitwidth(), "WMEM": self.mem_prefix("w")}
         if op.has_thresholds():
             t = self._thr()
-            p.update(TW=t["TW"], STAGES=t["stages"], SHARED=t["shared"], OUT_BIAS=0 if odt.name == "BIPOLAR" else op.a("ActVal"),
+            p.update(TW=t["TW"], STAGES=t["stages"], SHARED=t["shared"], OUT_BIAS=0 if odt.name == "BIPOLAR" else op.attr("ActVal"),
                      TMEM=self.mem_prefix("t"))
         return p
 
     def write_memories(self, memdir: Path):
         op = self.op
-        pe, simd = op.a("PE"), op.a("SIMD")
-        nf, sf = op.a("MH") // pe, op.a("MW") // simd
+        pe, simd = op.attr("PE"), op.attr("SIMD")
+        nf, sf = op.attr("MH") // pe, op.attr("MW") // simd
         # word nf*SF + sf, bit pe*SIMD + simd: W[sf*SIMD + simd, nf*PE + pe]
         bits = (self.weights > 0).reshape(sf, simd, nf, pe).transpose(2, 0, 3, 1).reshape(nf * sf, pe * simd)
         words = [int("".join("1" if b else "0" for b in row[::-1]), 2) for row in bits]

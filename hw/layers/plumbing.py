@@ -30,7 +30,7 @@ class DuplicateStreamsRTL(RTLLayer):
     files = ("onebit_duplicate.v",)
 
     def n_outputs(self) -> int:
-        return int(self.op.a("NumOutputStreams"))
+        return int(self.op.attr("NumOutputStreams"))
 
     def params(self):
         if self.n_outputs() != 2:
@@ -50,7 +50,7 @@ class ElementwiseAddRTL(RTLLayer):
         op = self.op
         a, b = op.input_dtype(0), op.input_dtype(1)
         _check_range(self, int(a.min() + b.min()), int(a.max() + b.max()))
-        return {"PE": op.a("PE"), "AW": a.bitwidth(), "A_TYPE": type_code(a), "BW": b.bitwidth(),
+        return {"PE": op.attr("PE"), "AW": a.bitwidth(), "A_TYPE": type_code(a), "BW": b.bitwidth(),
                 "B_TYPE": type_code(b), "OB": op.output_dtype().bitwidth()}
 
 
@@ -64,8 +64,8 @@ class ChannelPadRTL(RTLLayer):
         op = self.op
         if op.input_dtype().name == "BIPOLAR":
             raise UnsupportedError(f"node {self.name} (ChannelPad): a BIPOLAR stream cannot hold the zero channels")
-        pe = op.a("PE")
-        return {"W": self.in_width(), "CI": op.a("NumChannels") // pe, "CO": op.a("OutChannels") // pe}
+        pe = op.attr("PE")
+        return {"W": self.in_width(), "CI": op.attr("NumChannels") // pe, "CO": op.attr("OutChannels") // pe}
 
 
 @register
@@ -77,13 +77,13 @@ class GlobalAccPoolRTL(RTLLayer):
     def params(self):
         op = self.op
         idt, odt = op.input_dtype(), op.output_dtype()
-        cf = op.a("NumChannels") // op.a("PE")
+        cf = op.attr("NumChannels") // op.attr("PE")
         n_in, n_out = op.input_beats(), op.output_beats()
         passing = n_in == n_out  # no spatial axes: the simulator's pass-through layout
         n = 1 if passing else n_in // cf
         _check_range(self, n * int(idt.min()), n * int(idt.max()))
         in_type = 0 if odt.name == "BIPOLAR" else type_code(idt)  # BIPOLAR passed through as its bits
-        return {"PE": op.a("PE"), "CF": cf, "P": n_in // cf, "IW": idt.bitwidth(), "IN_TYPE": in_type,
+        return {"PE": op.attr("PE"), "CF": cf, "P": n_in // cf, "IW": idt.bitwidth(), "IN_TYPE": in_type,
                 "OB": odt.bitwidth(), "PASS": int(passing)}
 
 
@@ -95,7 +95,7 @@ class LabelSelectRTL(RTLLayer):
 
     def params(self):
         op = self.op
-        labels, pe, k = op.a("Labels"), op.a("PE"), op.a("K")
+        labels, pe, k = op.attr("Labels"), op.attr("PE"), op.attr("K")
         if not 1 <= k <= labels:
             raise UnsupportedError(f"node {self.name} (LabelSelect): K {k}; expected 1 <= K <= Labels ({labels})")
         _check_range(self, 0, labels - 1)
@@ -112,10 +112,10 @@ class DataWidthConverterRTL(RTLLayer):
 
     def params(self):
         op = self.op
-        iw, ow, b = op.a("inWidth"), op.a("outWidth"), op.input_dtype().bitwidth()
+        iw, ow, b = op.attr("inWidth"), op.attr("outWidth"), op.input_dtype().bitwidth()
         bits = op.frame_bits()
         if iw % b or ow % b or op.input_beats() * iw != bits or op.output_beats() * ow != bits or \
-                int(np.prod(op.a("outShape"))) * b != bits:
+                int(np.prod(op.attr("outShape"))) * b != bits:
             raise UnsupportedError(f"node {self.name} (StreamingDataWidthConverter): widths {iw} -> {ow} bits do not "
                                    f"split a frame of {bits // b} {op.input_dtype().name} elements into whole beats")
         return {"IW": iw, "OW": ow}

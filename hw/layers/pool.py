@@ -16,11 +16,11 @@ class PoolRTL(RTLLayer):
 
     def params(self):
         op = self.op
-        fn = op.a("Function")
+        fn = op.attr("Function")
         if fn not in FUNCTIONS:
             raise UnsupportedError(f"node {self.name} (Pool): Function {fn!r}; the RTL has AccPool and MaxPool")
         idt, odt = op.input_dtype(), op.output_dtype()
-        pe = op.a("PE")
-        return {"PE": pe, "CF": op.a("Channels") // pe, "K": op.taps(), "IB": idt.bitwidth(),
+        pe = op.attr("PE")
+        return {"PE": pe, "CF": op.attr("Channels") // pe, "K": op.taps(), "IB": idt.bitwidth(),
                 "IN_SIGNED": int(idt.signed()), "IN_BIPOLAR": int(idt.name == "BIPOLAR"), "OB": odt.bitwidth(),
                 "OUT_BIPOLAR": int(odt.name == "BIPOLAR"), "MAX": FUNCTIONS[fn]}

@@ -18,8 +18,8 @@ class SWGRTL(RTLLayer):
 
     @property
     def streaming(self) -> bool:
-        kh, kw = self.op.a("ConvKernelDim")
-        return kh == kw == 1 or bool(self.op.a("parallel_window"))
+        kh, kw = self.op.attr("ConvKernelDim")
+        return kh == kw == 1 or bool(self.op.attr("parallel_window"))
 
     @property
     def module(self) -> str:
@@ -27,13 +27,13 @@ class SWGRTL(RTLLayer):
 
     def _check(self):
         op = self.op
-        (kh, kw), (dh, dw) = op.a("ConvKernelDim"), op.a("Dilation")
+        (kh, kw), (dh, dw) = op.attr("ConvKernelDim"), op.attr("Dilation")
         if (kh > 1 and dh != 1) or (kw > 1 and dw != 1):
             raise UnsupportedError(f"node {self.name} (ConvolutionInputGenerator): dilation {dh}x{dw}; the RTL "
                                    f"has dilation 1 only")
-        if kh * kw > 1 and op.a("parallel_window") and op.a("SIMD") != op.a("IFMChannels"):
+        if kh * kw > 1 and op.attr("parallel_window") and op.attr("SIMD") != op.attr("IFMChannels"):
             raise UnsupportedError(f"node {self.name} (ConvolutionInputGenerator): parallel_window=1 with SIMD "
-                                   f"{op.a('SIMD')} < IFMChannels {op.a('IFMChannels')}")
+                                   f"{op.attr('SIMD')} < IFMChannels {op.attr('IFMChannels')}")
 
     def params(self):
         self._check()
@@ -42,19 +42,19 @@ class SWGRTL(RTLLayer):
     @cached_property
     def _params(self) -> dict:
         op = self.op
-        kh, kw = op.a("ConvKernelDim")
-        h, w = op.a("IFMDim")
-        oh, ow = op.a("OFMDim")
-        sh, sw = op.a("Stride")
-        cf = op.a("IFMChannels") // op.a("SIMD")
-        bw = op.a("SIMD") * op.input_dtype().bitwidth()
+        kh, kw = op.attr("ConvKernelDim")
+        h, w = op.attr("IFMDim")
+        oh, ow = op.attr("OFMDim")
+        sh, sw = op.attr("Stride")
+        cf = op.attr("IFMChannels") // op.attr("SIMD")
+        bw = op.attr("SIMD") * op.input_dtype().bitwidth()
         if self.streaming:
             return {"BW": bw, "CF": cf, "H": h, "W": w, "KH": kh, "KW": kw, "SH": sh, "SW": sw, "OH": oh, "OW": ow}
         k = kh * kw
         fill = op.buffer_depth()
         row = max(ow * k * cf, sw * w * cf)
         tail = 0
-        if op.a("depthwise"):  # as sim/model.py's _swg
+        if op.attr("depthwise"):  # as sim/model.py's _swg
             row += ow * (sw - 1) * (cf - 1)
             tail = (sh - 1) * w * cf
         per_row = sh * w * cf
@@ -71,9 +71,9 @@ class SWGRTL(RTLLayer):
         """The circular buffer's beats: for every write, the beats read before its step minus the index of the
         beat it sends (that beat's slot must not yet be reused). Raises if a window needs a beat not yet read."""
         op = self.op
-        kh, kw = op.a("ConvKernelDim")
-        w, (ow, sw) = op.a("IFMDim")[1], (op.a("OFMDim")[1], op.a("Stride")[1])
-        cf = op.a("IFMChannels") // op.a("SIMD")
+        kh, kw = op.attr("ConvKernelDim")
+        w, (ow, sw) = op.attr("IFMDim")[1], (op.attr("OFMDim")[1], op.attr("Stride")[1])
+        cf = op.attr("IFMChannels") // op.attr("SIMD")
         x, i, j, f = np.meshgrid(np.arange(ow), np.arange(kh), np.arange(kw), np.arange(cf), indexing="ij")
         need = (((i * w + x * sw + j) * cf + f)).ravel()  # relative to the output row's first input row
         step = np.arange(len(need))

@@ -16,19 +16,19 @@ class ThresholdingRTL(RTLLayer):
 
     def _thr(self) -> dict:
         idt = self.op.input_dtype()
-        return threshold_params(self.init(1), self.op.a("NumChannels"), int(idt.min()), int(idt.max()))
+        return threshold_params(self.init(1), self.op.attr("NumChannels"), int(idt.min()), int(idt.max()))
 
     def params(self):
         op = self.op
         t = self._thr()
         odt = op.output_dtype()
-        pe = op.a("PE")
-        return {"PE": pe, "NF": op.a("NumChannels") // pe, "IW": op.input_dtype().bitwidth(),
+        pe = op.attr("PE")
+        return {"PE": pe, "NF": op.attr("NumChannels") // pe, "IW": op.input_dtype().bitwidth(),
                 "IN_SIGNED": int(op.input_dtype().signed()), "TW": t["TW"], "STAGES": t["stages"],
-                "OB": odt.bitwidth(), "OUT_BIAS": 0 if odt.name == "BIPOLAR" else op.a("ActVal"),
+                "OB": odt.bitwidth(), "OUT_BIAS": 0 if odt.name == "BIPOLAR" else op.attr("ActVal"),
                 "SHARED": t["shared"], "MEM": self.mem_prefix("t")}
 
     def write_memories(self, memdir: Path):
         t = self._thr()
-        return write_threshold_memories(memdir, self.mem_prefix("t"), t["table"], self.op.a("PE"), t["stages"],
+        return write_threshold_memories(memdir, self.mem_prefix("t"), t["table"], self.op.attr("PE"), t["stages"],
                                         t["TW"])

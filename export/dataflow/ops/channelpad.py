@@ -28,21 +28,21 @@ class ChannelPad(HWOp):
         return self.input_dtype()
 
     def input_shapes(self):
-        return [(*self.a("numInputVectors"), self.a("NumChannels"))]
+        return [(*self.attr("numInputVectors"), self.attr("NumChannels"))]
 
     def output_shape(self):
-        return (*self.a("numInputVectors"), self.a("OutChannels"))
+        return (*self.attr("numInputVectors"), self.attr("OutChannels"))
 
     def folding(self):
-        return {"PE": math.gcd(self.a("NumChannels"), self.a("OutChannels"))}
+        return {"PE": math.gcd(self.attr("NumChannels"), self.attr("OutChannels"))}
 
     def exp_cycles(self):
-        return int(np.prod(self.a("numInputVectors")) * self.a("OutChannels") // self.a("PE"))
+        return int(np.prod(self.attr("numInputVectors")) * self.attr("OutChannels") // self.attr("PE"))
 
     def resources(self):
-        return {"LUT": 10 + self.a("PE") * self.input_dtype().bitwidth(), "mem_bits": 0}
+        return {"LUT": 10 + self.attr("PE") * self.input_dtype().bitwidth(), "mem_bits": 0}
 
     def execute(self, inputs):
-        x = inputs[0].reshape(-1, *self.a("numInputVectors")[1:], self.a("NumChannels"))
-        pad = [(0, 0)] * (x.ndim - 1) + [(0, self.a("OutChannels") - self.a("NumChannels"))]
+        x = inputs[0].reshape(-1, *self.attr("numInputVectors")[1:], self.attr("NumChannels"))
+        pad = [(0, 0)] * (x.ndim - 1) + [(0, self.attr("OutChannels") - self.attr("NumChannels"))]
         return [np.pad(x, pad)]

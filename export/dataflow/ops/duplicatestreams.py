@@ -27,19 +27,19 @@ class DuplicateStreams(HWOp):
         return helper.make_node("Split", [self.onnx_node.input[0]], list(self.onnx_node.output), axis=0)
 
     def input_shapes(self):
-        return [(*self.a("numInputVectors"), self.a("NumChannels"))]
+        return [(*self.attr("numInputVectors"), self.attr("NumChannels"))]
 
     def output_shape(self):
         return self.input_shapes()[0]
 
     def folding(self):
-        return {"PE": self.a("NumChannels")}
+        return {"PE": self.attr("NumChannels")}
 
     def exp_cycles(self):
-        return int(np.prod(self.a("numInputVectors")) * self.a("NumChannels") // self.a("PE"))
+        return int(np.prod(self.attr("numInputVectors")) * self.attr("NumChannels") // self.attr("PE"))
 
     def resources(self):
-        return {"LUT": 20 + self.a("PE") * self.input_dtype().bitwidth() // 2, "mem_bits": 0}
+        return {"LUT": 20 + self.attr("PE") * self.input_dtype().bitwidth() // 2, "mem_bits": 0}
 
     def execute(self, inputs):
-        return [inputs[0]] * self.a("NumOutputStreams")  # the executor never writes a tensor in place
+        return [inputs[0]] * self.attr("NumOutputStreams")  # the executor never writes a tensor in place

@@ -18,33 +18,33 @@ class StreamingDataWidthConverter(HWOp):
     }
 
     def input_dtype(self, i=0):
-        return self.dt("dataType")
+        return self.attr_dtype("dataType")
 
     def output_dtype(self):
-        return self.dt("dataType")
+        return self.attr_dtype("dataType")
 
     def input_shapes(self):
-        return [tuple(self.a("inShape"))]
+        return [tuple(self.attr("inShape"))]
 
     def output_shape(self):
-        return tuple(self.a("outShape"))
+        return tuple(self.attr("outShape"))
 
     def fold_of_input(self, i=0):
-        return self.a("inWidth") // self.input_dtype().bitwidth()
+        return self.attr("inWidth") // self.input_dtype().bitwidth()
 
     def fold_of_output(self):
-        return self.a("outWidth") // self.output_dtype().bitwidth()
+        return self.attr("outWidth") // self.output_dtype().bitwidth()
 
     def frame_bits(self) -> int:
-        return int(np.prod(self.a("inShape"))) * self.input_dtype().bitwidth()
+        return int(np.prod(self.attr("inShape"))) * self.input_dtype().bitwidth()
 
     def exp_cycles(self):
         """One beat per cycle on the wider side's count: a frame passes in max(in beats, out beats) cycles."""
         bits = self.frame_bits()
-        return max(bits // self.a("inWidth"), bits // self.a("outWidth"))
+        return max(bits // self.attr("inWidth"), bits // self.attr("outWidth"))
 
     def resources(self):
-        w = math.lcm(self.a("inWidth"), self.a("outWidth"))
+        w = math.lcm(self.attr("inWidth"), self.attr("outWidth"))
         return {"LUT": w + 10, "mem_bits": 0}
 
     def execute(self, inputs):

@@ -24,29 +24,29 @@ class ElementwiseAdd(HWOp):
         return types
 
     def input_dtype(self, i=0):
-        return DataType[self.a("lhs_dtype" if i == 0 else "rhs_dtype")]
+        return DataType[self.attr("lhs_dtype" if i == 0 else "rhs_dtype")]
 
     def output_dtype(self):
-        return self.dt("out_dtype")
+        return self.attr_dtype("out_dtype")
 
     def stream_inputs(self):
         return [0, 1]
 
     def input_shapes(self):
-        return [tuple(self.a("lhs_shape")), tuple(self.a("rhs_shape"))]
+        return [tuple(self.attr("lhs_shape")), tuple(self.attr("rhs_shape"))]
 
     def output_shape(self):
-        return tuple(self.a("out_shape"))
+        return tuple(self.attr("out_shape"))
 
     def folding(self):
         return {"PE": self.output_shape()[-1]}
 
     def exp_cycles(self):
         shape = self.output_shape()
-        return int(np.prod(shape[:-1]) * shape[-1] // self.a("PE"))
+        return int(np.prod(shape[:-1]) * shape[-1] // self.attr("PE"))
 
     def resources(self):
-        return {"LUT": 20 + self.a("PE") * self.output_dtype().bitwidth(), "mem_bits": 0}
+        return {"LUT": 20 + self.attr("PE") * self.output_dtype().bitwidth(), "mem_bits": 0}
 
     def execute(self, inputs):
         bound = max(abs(dt.min()) + abs(dt.max()) for dt in (self.input_dtype(0), self.input_dtype(1)))

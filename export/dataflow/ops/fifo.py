@@ -15,29 +15,29 @@ class StreamingFIFO(HWOp):
     }
 
     def input_dtype(self, i=0):
-        return self.dt("dataType")
+        return self.attr_dtype("dataType")
 
     def output_dtype(self):
-        return self.dt("dataType")
+        return self.attr_dtype("dataType")
 
     def input_shapes(self):
-        return [tuple(self.a("normal_shape"))]
+        return [tuple(self.attr("normal_shape"))]
 
     def output_shape(self):
-        return tuple(self.a("normal_shape"))
+        return tuple(self.attr("normal_shape"))
 
     def fold_of_input(self, i=0):
-        return self.a("folded_shape")[-1]
+        return self.attr("folded_shape")[-1]
 
     def fold_of_output(self):
-        return self.a("folded_shape")[-1]
+        return self.attr("folded_shape")[-1]
 
     def exp_cycles(self):
-        return int(np.prod(self.a("folded_shape")[:-1]))
+        return int(np.prod(self.attr("folded_shape")[:-1]))
 
     def resources(self):
-        bits = self.a("depth") * self.a("folded_shape")[-1] * self.input_dtype().bitwidth()
-        return {"LUT": 20 if self.a("depth") <= 32 else 40, "mem_bits": bits}
+        bits = self.attr("depth") * self.attr("folded_shape")[-1] * self.input_dtype().bitwidth()
+        return {"LUT": 20 if self.attr("depth") <= 32 else 40, "mem_bits": bits}
 
     def execute(self, inputs):
         return [inputs[0]]

@@ -18,28 +18,28 @@ class FMPadding(HWOp):
         return self.input_dtype()
 
     def input_shapes(self):
-        h, w = self.a("ImgDim")
-        return [(1, h, w, self.a("NumChannels"))]
+        h, w = self.attr("ImgDim")
+        return [(1, h, w, self.attr("NumChannels"))]
 
     def output_shape(self):
-        h, w = self.a("ImgDim")
-        t, l, b, r = self.a("Padding")
-        return (1, h + t + b, w + l + r, self.a("NumChannels"))
+        h, w = self.attr("ImgDim")
+        t, l, b, r = self.attr("Padding")
+        return (1, h + t + b, w + l + r, self.attr("NumChannels"))
 
     def fold_of_output(self):
-        return self.a("SIMD")
+        return self.attr("SIMD")
 
     def folding(self):
-        return {"SIMD": self.a("NumChannels")}
+        return {"SIMD": self.attr("NumChannels")}
 
     def exp_cycles(self):
         _, oh, ow, c = self.output_shape()
-        return int(c // self.a("SIMD") * oh * ow)
+        return int(c // self.attr("SIMD") * oh * ow)
 
     def resources(self):
-        return {"LUT": 50 + self.a("SIMD") * self.input_dtype().bitwidth(), "mem_bits": 0}
+        return {"LUT": 50 + self.attr("SIMD") * self.input_dtype().bitwidth(), "mem_bits": 0}
 
     def execute(self, inputs):
         x = frames(inputs[0], self.input_shapes()[0])
-        t, l, b, r = self.a("Padding")
+        t, l, b, r = self.attr("Padding")
         return [np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))]

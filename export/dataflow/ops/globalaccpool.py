@@ -17,30 +17,30 @@ class GlobalAccPool(HWOp):
 
     def output_dtype(self):
         """FINN's rule: the smallest type holding H*W times the input's extreme value."""
-        vecs, idt = self.a("numInputVectors"), self.input_dtype()
+        vecs, idt = self.attr("numInputVectors"), self.input_dtype()
         n = int(np.prod(vecs[1:])) if len(vecs) == 3 else 1
         return DataType.get_smallest_possible(n * (idt.min() if idt.signed() else idt.max()))
 
     def input_shapes(self):
-        return [(*self.a("numInputVectors"), self.a("NumChannels"))]
+        return [(*self.attr("numInputVectors"), self.attr("NumChannels"))]
 
     def output_shape(self):
-        vecs = self.a("numInputVectors")
-        return (vecs[0], 1, 1, self.a("NumChannels")) if len(vecs) == 3 else (*vecs, self.a("NumChannels"))
+        vecs = self.attr("numInputVectors")
+        return (vecs[0], 1, 1, self.attr("NumChannels")) if len(vecs) == 3 else (*vecs, self.attr("NumChannels"))
 
     def folding(self):
-        return {"PE": self.a("NumChannels")}
+        return {"PE": self.attr("NumChannels")}
 
     def exp_cycles(self):
-        c, pe = self.a("NumChannels"), self.a("PE")
-        return int(np.prod(self.a("numInputVectors")) * c // pe + c // pe)
+        c, pe = self.attr("NumChannels"), self.attr("PE")
+        return int(np.prod(self.attr("numInputVectors")) * c // pe + c // pe)
 
     def resources(self):
-        return {"LUT": 50 + self.a("PE") * self.output_dtype().bitwidth() * 2,
-                "mem_bits": self.a("NumChannels") * self.output_dtype().bitwidth()}
+        return {"LUT": 50 + self.attr("PE") * self.output_dtype().bitwidth() * 2,
+                "mem_bits": self.attr("NumChannels") * self.output_dtype().bitwidth()}
 
     def execute(self, inputs):
-        x = inputs[0].reshape(-1, *self.a("numInputVectors")[1:], self.a("NumChannels"))
+        x = inputs[0].reshape(-1, *self.attr("numInputVectors")[1:], self.attr("NumChannels"))
         if x.ndim == 4:
             return [x.astype(np.int64).sum(axis=(1, 2), keepdims=True)]
         return [x]

@@ -16,31 +16,31 @@ class LabelSelect(HWOp):
     }
 
     def output_dtype(self):
-        name = self.a("outputDataType")
+        name = self.attr("outputDataType")
         return DataType[name] if name else DataType["UINT8"]
 
     def input_shapes(self):
-        return [(*self.a("numInputVectors"), self.a("Labels"))]
+        return [(*self.attr("numInputVectors"), self.attr("Labels"))]
 
     def output_shape(self):
-        return (*self.a("numInputVectors"), self.a("K"))
+        return (*self.attr("numInputVectors"), self.attr("K"))
 
     def fold_of_input(self, i=0):
-        return self.a("PE")
+        return self.attr("PE")
 
     def fold_of_output(self):
         return 1
 
     def folding(self):
-        return {"PE": self.a("Labels")}
+        return {"PE": self.attr("Labels")}
 
     def exp_cycles(self):
-        return int(self.a("Labels") // self.a("PE"))
+        return int(self.attr("Labels") // self.attr("PE"))
 
     def resources(self):
-        return {"LUT": 50 + self.a("K") * (self.input_dtype().bitwidth() + 8) * 2, "mem_bits": 0}
+        return {"LUT": 50 + self.attr("K") * (self.input_dtype().bitwidth() + 8) * 2, "mem_bits": 0}
 
     def execute(self, inputs):
-        x = inputs[0].reshape(-1, *self.a("numInputVectors")[1:], self.a("Labels"))
+        x = inputs[0].reshape(-1, *self.attr("numInputVectors")[1:], self.attr("Labels"))
         order = np.argsort(-x.astype(np.float64), axis=-1, kind="stable")
-        return [order[..., : self.a("K")]]
+        return [order[..., : self.attr("K")]]

@@ -21,58 +21,58 @@ class MVAU(HWOp):
     }
 
     def vecs(self) -> list[int]:
-        return list(self.a("numInputVectors"))
+        return list(self.attr("numInputVectors"))
 
     def input_shapes(self):
-        return [(*self.vecs(), self.a("MW"))]
+        return [(*self.vecs(), self.attr("MW"))]
 
     def output_shape(self):
-        return (*self.vecs(), self.a("MH"))
+        return (*self.vecs(), self.attr("MH"))
 
     def fold_of_input(self, i=0):
-        return self.a("SIMD")
+        return self.attr("SIMD")
 
     def fold_of_output(self):
-        return self.a("PE")
+        return self.attr("PE")
 
     def has_thresholds(self) -> bool:
-        return not self.a("noActivation")
+        return not self.attr("noActivation")
 
     def exp_cycles(self):
-        return int(self.a("MH") // self.a("PE") * (self.a("MW") // self.a("SIMD")) * np.prod(self.vecs()))
+        return int(self.attr("MH") // self.attr("PE") * (self.attr("MW") // self.attr("SIMD")) * np.prod(self.vecs()))
 
     def folding(self):
-        return {"PE": self.a("MH"), "SIMD": self.a("MW")}
+        return {"PE": self.attr("MH"), "SIMD": self.attr("MW")}
 
     def weight_bits(self) -> int:
-        return self.a("MW") * self.a("MH") * self.dt("weightDataType").bitwidth()
+        return self.attr("MW") * self.attr("MH") * self.attr_dtype("weightDataType").bitwidth()
 
     def resources(self):
         """FINN-R's MVAU LUT model (as in FINN's MVAU_hls) and the weight and threshold memory in bits."""
-        pe, simd = self.a("PE"), self.a("SIMD")
-        wb, ab = self.dt("weightDataType").bitwidth(), self.input_dtype().bitwidth()
-        acc = self.dt("accDataType").bitwidth()
+        pe, simd = self.attr("PE"), self.attr("SIMD")
+        wb, ab = self.attr_dtype("weightDataType").bitwidth(), self.input_dtype().bitwidth()
+        acc = self.attr_dtype("accDataType").bitwidth()
         if wb == 1:  # a 1-bit weight selects add or subtract: no multiplier
             mult = 0
         else:
             mult = simd * (2 * ceil_div(wb + ab, 6) - 1) * (wb + ab)
         adder_tree = (wb + ab) * (2 * simd - 1)
-        tmem = self.a("MH") // pe
+        tmem = self.attr("MH") // pe
         steps = 0
         comp = 0
         if self.has_thresholds():
             steps = 2 ** self.output_dtype().bitwidth() - 1
             comp = steps * acc
         lut = int(300 + 1.1 * pe * (mult + adder_tree + acc + comp))
-        thr_bits = self.a("MH") * steps * acc
+        thr_bits = self.attr("MH") * steps * acc
         return {"LUT": lut, "mem_bits": self.weight_bits() + thr_bits, "weight_bits": self.weight_bits(),
-                "threshold_bits": thr_bits, "wmem_depth": self.a("MW") * self.a("MH") // (pe * simd),
+                "threshold_bits": thr_bits, "wmem_depth": self.attr("MW") * self.attr("MH") // (pe * simd),
                 "tmem_depth": tmem}
 
     def execute(self, inputs):
         x, w = inputs[0], inputs[1]
-        x = x.reshape(-1, *self.vecs()[1:], self.a("MW"))
-        exact32 = self.a("MW") * max(abs(self.input_dtype().min()), abs(self.input_dtype().max())) < 2**24
+        x = x.reshape(-1, *self.vecs()[1:], self.attr("MW"))
+        exact32 = self.attr("MW") * max(abs(self.input_dtype().min()), abs(self.input_dtype().max())) < 2**24
         ftype = np.float32 if exact32 else np.float64  # integer sums below 2**24 are exact in float32 BLAS
         # one 2-D product: numpy's batched matmul over (N, H, W) leading axes is ~50x slower than BLAS
         acc = x.reshape(-1, x.shape[-1]).astype(ftype, copy=False) @ w.astype(ftype, copy=False)
@@ -80,6 +80,6 @@ class MVAU(HWOp):
         if not self.has_thresholds():
             return [acc]
         odt = self.output_dtype()
-        scale, bias = (2.0, -1.0) if odt.name == "BIPOLAR" else (1.0, float(self.a("ActVal")))
-        integer = self.input_dtype().is_integer() and self.dt("weightDataType").is_integer()
+        scale, bias = (2.0, -1.0) if odt.name == "BIPOLAR" else (1.0, float(self.attr("ActVal")))
+        integer = self.input_dtype().is_integer() and self.attr_dtype("weightDataType").is_integer()
         return [multithreshold(acc, inputs[2], bias, scale, integer=integer, reuse=True)]

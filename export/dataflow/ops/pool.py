@@ -18,37 +18,37 @@ class Pool(HWOp):
     }
 
     def input_dtype(self, i=0):
-        return self.dt("InputDataType")
+        return self.attr_dtype("InputDataType")
 
     def output_dtype(self):
-        return self.dt("OutputDataType")
+        return self.attr_dtype("OutputDataType")
 
     def taps(self) -> int:
-        kh, kw = self.a("KernelSize")
+        kh, kw = self.attr("KernelSize")
         return kh * kw
 
     def input_shapes(self):
-        oh, ow = self.a("OutImgDims")
-        return [(1, oh, ow, self.taps() * self.a("Channels"))]
+        oh, ow = self.attr("OutImgDims")
+        return [(1, oh, ow, self.taps() * self.attr("Channels"))]
 
     def output_shape(self):
-        oh, ow = self.a("OutImgDims")
-        return (1, oh, ow, self.a("Channels"))
+        oh, ow = self.attr("OutImgDims")
+        return (1, oh, ow, self.attr("Channels"))
 
     def folding(self):
-        return {"PE": self.a("Channels")}
+        return {"PE": self.attr("Channels")}
 
     def exp_cycles(self):
-        oh, ow = self.a("OutImgDims")
-        return int(self.a("Channels") * self.taps() // self.a("PE") * oh * ow)
+        oh, ow = self.attr("OutImgDims")
+        return int(self.attr("Channels") * self.taps() // self.attr("PE") * oh * ow)
 
     def resources(self):
-        return {"LUT": 100 + self.a("PE") * self.output_dtype().bitwidth() * 2, "mem_bits": 0}
+        return {"LUT": 100 + self.attr("PE") * self.output_dtype().bitwidth() * 2, "mem_bits": 0}
 
     def execute(self, inputs):
         x = frames(inputs[0], self.input_shapes()[0])
-        x = x.reshape(*x.shape[:3], self.taps(), self.a("Channels"))
-        fn = self.a("Function")
+        x = x.reshape(*x.shape[:3], self.taps(), self.attr("Channels"))
+        fn = self.attr("Function")
         if fn == "AccPool":
             return [x.sum(axis=3)]
         if fn == "MaxPool":

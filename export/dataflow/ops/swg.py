@@ -22,32 +22,32 @@ class ConvolutionInputGenerator(HWOp):
     }
 
     def input_shapes(self):
-        h, w = self.a("IFMDim")
-        return [(1, h, w, self.a("IFMChannels"))]
+        h, w = self.attr("IFMDim")
+        return [(1, h, w, self.attr("IFMChannels"))]
 
     def output_shape(self):
-        oh, ow = self.a("OFMDim")
-        kh, kw = self.a("ConvKernelDim")
-        return (1, oh, ow, kh * kw * self.a("IFMChannels"))
+        oh, ow = self.attr("OFMDim")
+        kh, kw = self.attr("ConvKernelDim")
+        return (1, oh, ow, kh * kw * self.attr("IFMChannels"))
 
     def fold_of_input(self, i=0):
-        return self.a("SIMD")
+        return self.attr("SIMD")
 
     def fold_of_output(self):
-        if self.a("parallel_window"):
-            kh, kw = self.a("ConvKernelDim")
-            return kh * kw * self.a("SIMD")
-        return self.a("SIMD")
+        if self.attr("parallel_window"):
+            kh, kw = self.attr("ConvKernelDim")
+            return kh * kw * self.attr("SIMD")
+        return self.attr("SIMD")
 
     def folding(self):
-        return {"SIMD": self.a("IFMChannels")}
+        return {"SIMD": self.attr("IFMChannels")}
 
     def buffer_depth(self) -> int:
         """Beats the line buffer holds: (kh-1) full rows plus kw pixels, in units of C/SIMD."""
-        kh, kw = self.a("ConvKernelDim")
-        dh, dw = self.a("Dilation")
-        w = self.a("IFMDim")[1]
-        cf = self.a("IFMChannels") // self.a("SIMD")
+        kh, kw = self.attr("ConvKernelDim")
+        dh, dw = self.attr("Dilation")
+        w = self.attr("IFMDim")[1]
+        cf = self.attr("IFMChannels") // self.attr("SIMD")
         return ((kh - 1) * dh * w + (kw - 1) * dw + 1) * cf
 
     def exp_cycles(self):
@@ -56,13 +56,13 @@ class ConvolutionInputGenerator(HWOp):
         window row and reading ``stride`` input rows, plus the line-buffer fill; depthwise windows (feeding
         a Pool) are replayed once per channel fold. (FINN+ has a separate 1-D formula for maps with H or
         W = 1; onebit keeps the 2-D one there, which is not exact for such degenerate maps.)"""
-        kh, kw = self.a("ConvKernelDim")
-        h, w = self.a("IFMDim")
-        oh, ow = self.a("OFMDim")
-        sh, sw = self.a("Stride")
-        cf = self.a("IFMChannels") // self.a("SIMD")
-        depthwise = bool(self.a("depthwise"))
-        if kh == kw == 1 or self.a("parallel_window"):  # one input beat per cycle
+        kh, kw = self.attr("ConvKernelDim")
+        h, w = self.attr("IFMDim")
+        oh, ow = self.attr("OFMDim")
+        sh, sw = self.attr("Stride")
+        cf = self.attr("IFMChannels") // self.attr("SIMD")
+        depthwise = bool(self.attr("depthwise"))
+        if kh == kw == 1 or self.attr("parallel_window"):  # one input beat per cycle
             return h * w * cf + 2
         per_row = max(ow * kw * kh * cf, sw * w * cf)
         if depthwise:
@@ -73,19 +73,19 @@ class ConvolutionInputGenerator(HWOp):
         return int(cycles)
 
     def resources(self):
-        bits = self.a("SIMD") * self.input_dtype().bitwidth()
+        bits = self.attr("SIMD") * self.input_dtype().bitwidth()
         depth = self.buffer_depth()
         lut = 300 + bits * ceil_div(depth, 38) // 4
-        if self.a("parallel_window"):  # the window is read out in parallel: one register/mux per output bit
+        if self.attr("parallel_window"):  # the window is read out in parallel: one register/mux per output bit
             lut += self.fold_of_output() * self.output_dtype().bitwidth()
         return {"LUT": lut, "mem_bits": depth * bits}
 
     def execute(self, inputs):
         x = frames(inputs[0], self.input_shapes()[0])
-        kh, kw = self.a("ConvKernelDim")
-        sh, sw = self.a("Stride")
-        dh, dw = self.a("Dilation")
-        oh, ow = self.a("OFMDim")
+        kh, kw = self.attr("ConvKernelDim")
+        sh, sw = self.attr("Stride")
+        dh, dw = self.attr("Dilation")
+        oh, ow = self.attr("OFMDim")
         win = sliding_window_view(x, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(1, 2))  # (N, H', W', C, ., .)
         win = win[:, : sh * (oh - 1) + 1 : sh, : sw * (ow - 1) + 1 : sw, :, ::dh, ::dw]  # (N, OH, OW, C, kh, kw)
         # one copy into (N, OH, OW, kh, kw, C): several times faster than stacking the kh*kw shifted views

@@ -18,30 +18,30 @@ class Thresholding(HWOp):
     }
 
     def vecs(self):
-        return list(self.a("numInputVectors"))
+        return list(self.attr("numInputVectors"))
 
     def input_shapes(self):
-        return [(*self.vecs(), self.a("NumChannels"))]
+        return [(*self.vecs(), self.attr("NumChannels"))]
 
     def output_shape(self):
-        return (*self.vecs(), self.a("NumChannels"))
+        return (*self.vecs(), self.attr("NumChannels"))
 
     def exp_cycles(self):
-        return int(np.prod(self.vecs()) * self.a("NumChannels") // self.a("PE"))
+        return int(np.prod(self.vecs()) * self.attr("NumChannels") // self.attr("PE"))
 
     def folding(self):
-        return {"PE": self.a("NumChannels")}
+        return {"PE": self.attr("NumChannels")}
 
     def resources(self):
-        tb = self.dt("weightDataType").bitwidth()
-        steps, pe = self.a("numSteps"), self.a("PE")
+        tb = self.attr_dtype("weightDataType").bitwidth()
+        steps, pe = self.attr("numSteps"), self.attr("PE")
         return {"LUT": int(self.input_dtype().bitwidth() * pe + pe * steps * 2), "mem_bits":
-                self.a("NumChannels") * steps * tb, "threshold_bits": self.a("NumChannels") * steps * tb}
+                self.attr("NumChannels") * steps * tb, "threshold_bits": self.attr("NumChannels") * steps * tb}
 
     def execute(self, inputs):
         x, t = inputs
-        x = x.reshape(-1, *self.vecs()[1:], self.a("NumChannels"))
+        x = x.reshape(-1, *self.vecs()[1:], self.attr("NumChannels"))
         integer = self.input_dtype().is_integer()
         if self.output_dtype().name == "BIPOLAR":
             return [multithreshold(x, t, -1.0, 2.0, integer=integer)]
-        return [multithreshold(x, t, float(self.a("ActVal")), integer=integer)]
+        return [multithreshold(x, t, float(self.attr("ActVal")), integer=integer)]

@@ -5,7 +5,22 @@ The CLI prints ``error: <message>`` on one line and exits with status 2 for any 
 
 
 class OnebitError(Exception):
-    """Base class for mistakes a user can fix (bad path, flag, file); never a bug in onebit."""
+    """Base class for mistakes a user can fix (bad path, flag, file); never a bug in onebit.
+
+    ``param``: the library parameter or config key the message is about (``"clock_mhz"``,
+    ``"fold.target_fps"``). Library code names it at the start of the message; a front end that took the
+    value from somewhere else (a CLI flag) says so with :meth:`named`, so a user reads the name they typed."""
+
+    def __init__(self, message: str = "", *, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+    def named(self, name: str) -> str:
+        """The message with its parameter (if it starts the message) called ``name`` instead."""
+        text = str(self)
+        if self.param and text.startswith(self.param):
+            return name + text[len(self.param):]
+        return text
 
 
 class ConfigError(OnebitError):

@@ -86,9 +86,10 @@ def node_print(op, lm) -> dict:
 def fingerprint(name: str, folder: Path, frames: int, rtl: bool) -> dict:
     from qonnx.core.modelwrapper import ModelWrapper
 
-    from onebit.export.dataflow import graph as dfg
+    from onebit.export.dataflow.executor import execute
     from onebit.hw.build import random_inputs
-    from onebit.sim.network import Network, simulate
+    from onebit.sim.network import Network
+    from onebit.sim.simulation import simulate
 
     t0 = time.perf_counter()
     path = build_graph(name, folder)
@@ -102,7 +103,7 @@ def fingerprint(name: str, folder: Path, frames: int, rtl: bool) -> dict:
     for lm in net.layers:
         out["nodes"][lm.name] = node_print(lm.op, lm)
     x = random_inputs(model, frames, seed=1)
-    taps = dfg.execute(model, x, taps=True)
+    taps = execute(model, x, taps=True)
     out["tensors"] = {k: digest(v) for k, v in sorted(taps.items())}
     res = simulate(model, frames=frames, inputs=x)
     out["sim_unbounded"] = schedule_print(res)

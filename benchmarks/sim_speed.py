@@ -37,7 +37,7 @@ WRN_CHILD = r"""
 import json, resource, sys, time
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
-from onebit.sim.network import simulate
+from onebit.sim.simulation import simulate
 model = ModelWrapper(sys.argv[1])
 dt = model.get_tensor_datatype(model.graph.input[0].name)
 shape = model.get_tensor_shape(model.graph.input[0].name)
@@ -55,7 +55,7 @@ SIM_CHILD = r"""
 import json, sys, time
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
-from onebit.sim.network import simulate
+from onebit.sim.simulation import simulate
 graph, depths_file, inputs_file, repeats, out, out_t = sys.argv[1:7]
 model = ModelWrapper(graph)
 depths = json.load(open(depths_file))

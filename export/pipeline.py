@@ -26,6 +26,7 @@ from onebit.atomic import write_bytes, write_json
 from onebit.errors import GraphError, ParityError, UnsupportedError
 from onebit.export import graphs
 from onebit.export.dataflow import graph as dfg
+from onebit.export.dataflow.executor import execute
 from onebit.export.dataflow.convert import to_dataflow
 from onebit.export.integer import integer_output_name, to_integer_graph
 
@@ -106,7 +107,7 @@ def lower_and_check(qonnx: ModelWrapper, codes: np.ndarray, float_input: np.ndar
     with passes.step("convert to dataflow graph"):
         dataflow = to_dataflow(integer, top_k=top_k)
     with passes.step("execute dataflow graph"):
-        res = dfg.execute(dataflow, codes.transpose(0, 2, 3, 1) if codes.ndim == 4 else codes)
+        res = execute(dataflow, codes.transpose(0, 2, 3, 1) if codes.ndim == 4 else codes)
     d_scores = res[dfg.scores_name(dataflow)].reshape(len(codes), -1)
     labels = res[dataflow.graph.output[0].name].reshape(len(codes), -1)
     scores_equal = bool(np.array_equal(d_scores, i_scores))

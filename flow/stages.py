@@ -134,7 +134,7 @@ def fold(ctx: Context) -> dict:
 def simulate(ctx: Context) -> dict:
     """Cycles, II, latency and FIFO depths of the folded graph; its bit-exact outputs on the test frames."""
     from onebit.export.dataflow import graph as dfg
-    from onebit.sim.network import simulate as run_sim
+    from onebit.sim.simulation import simulate as run_sim
     from onebit.sim.report import build_report, write_report
 
     model = dfg.load_dataflow(ctx.path(FOLDED))

@@ -90,7 +90,7 @@ def _load_json(ctx: Context, rel: str) -> dict | None:
 
 def _unfolded_outputs(ctx: Context, graph: str, frames: str) -> dict[str, np.ndarray]:
     from onebit.export.dataflow import graph as dfg
-    from onebit.sim.network import execute_frames
+    from onebit.export.dataflow.executor import execute_frames
 
     model = dfg.load_dataflow(ctx.path(graph))
     out = execute_frames(model, np.load(ctx.path(frames), allow_pickle=False))

@@ -38,8 +38,7 @@ def _log(as_json: bool):
 def build_cmd(graph, device, clock_mhz, out, frames, input_npy, fifo_depths, no_synth, no_pnr, as_json):
     """RTL for a dataflow graph, Verilator co-simulation, synthesis, place and route and a bitstream."""
     from onebit.hw.build import build, format_build
-    from onebit.sim.cli import _load_npy
-    from onebit.sim.network import load_depths
+    from onebit.sim.cli import _load_npy, load_depths
 
     _clock(clock_mhz)
     from onebit.hw.synth import check_device
@@ -67,7 +66,7 @@ def build_cmd(graph, device, clock_mhz, out, frames, input_npy, fifo_depths, no_
 def verify_cmd(run, out, frames, graph, fifo_depths, as_json):
     """PyTorch = QONNX = integer = dataflow = simulator = RTL on a run's test images: a verdict per stage."""
     from onebit.hw.verify import format_verify, verify
-    from onebit.sim.network import load_depths
+    from onebit.sim.cli import load_depths
 
     depths = load_depths(fifo_depths) if fifo_depths else None
     report = verify(run, out, frames=frames, graph=graph, depths=depths, log=_log(as_json))

@@ -14,8 +14,9 @@ from onebit.errors import CosimError
 from onebit.hw import verilator
 from onebit.hw.encode import hex_beats
 from onebit.hw.top import Design, generate
-from onebit.sim.network import simulate
+from onebit.sim.simulation import simulate
 from onebit.export.dataflow import graph as dfg
+from onebit.export.dataflow.executor import execute
 
 
 @dataclass
@@ -116,7 +117,7 @@ def compare(design: Design, trace: verilator.Trace, x: np.ndarray, res=None, che
 
 
 def execute_frames_taps(model: ModelWrapper, x: np.ndarray) -> dict[str, np.ndarray]:
-    return dfg.execute(model, x, taps=True)
+    return execute(model, x, taps=True)
 
 
 def cosimulate(model: ModelWrapper, x: np.ndarray, folder: Path, depths: dict | None = None,

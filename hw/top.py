@@ -13,7 +13,8 @@ from qonnx.core.modelwrapper import ModelWrapper
 from onebit.errors import GraphError
 from onebit.hw.layers import RTLLayer, rtl_layer
 from onebit.hw.layers.base import RTL_DIR
-from onebit.sim.network import Network, simulate
+from onebit.sim.network import Network
+from onebit.sim.simulation import simulate
 
 TOP = "onebit_top"
 

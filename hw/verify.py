@@ -11,6 +11,7 @@ import numpy as np
 from onebit.atomic import write_json
 from onebit.errors import OnebitError
 from onebit.export.dataflow import graph as dfg
+from onebit.export.dataflow.executor import execute
 
 REPORT_FILE = "verify.json"
 
@@ -25,7 +26,7 @@ def verify(run: str | Path, out: str | Path, *, frames: int = 8, graph: str | Pa
     build (default: the export's unfolded graph). Writes ``out/verify.json``."""
     from onebit.export.pipeline import DATAFLOW_FILE, export_run
     from onebit.hw.cosim import cosimulate
-    from onebit.sim.network import simulate
+    from onebit.sim.simulation import simulate
     from onebit.training.checkpoint import load_model
     from onebit.training.data import load_dataset
 
@@ -50,7 +51,7 @@ def verify(run: str | Path, out: str | Path, *, frames: int = 8, graph: str | Pa
     ds = load_dataset(state.get("train", {}).get("data"))
     x = ds.x_test[:frames].astype(np.float32)  # uint8 NHWC: the dataflow graph's input layout
     model = dfg.load_dataflow(graph or out / "export" / DATAFLOW_FILE)
-    ref = dfg.execute(model, x)
+    ref = execute(model, x)
     label_name = model.graph.output[0].name
     labels = ref[label_name].reshape(len(x), -1)[:, 0].astype(int)
     if graph is not None:

@@ -5,10 +5,15 @@ sim/ reads the dataflow graph file and nothing else (it imports neither torch no
 - :mod:`onebit.sim.model`: per layer, the bit-exact execution (the op class's own ``execute``, which is the
   reference executor's) and its stream behaviour as an in-order step machine: cycles per frame (FINN's
   ``exp_cycles``), fill latency, input and output rates, stalls on empty inputs and full outputs;
-- :mod:`onebit.sim.network`: the pipeline with its residual forks and joins: event times of every beat as
-  vectorised max-plus recurrences (no per-cycle loop), initiation interval, first-frame latency, throughput
-  over N frames, the FIFO depth every edge needs, backpressure with given depths (StreamingFIFO nodes or a
-  ``--fifo-depths`` file) and deadlocks, naming the FIFO, its depth and the depth it needs;
+- :mod:`onebit.sim.network`: the pipeline with its residual forks and joins: the layers and their stream
+  edges, with FIFO depths from StreamingFIFO nodes or a ``depths`` mapping (the ``--fifo-depths`` file);
+- :mod:`onebit.sim.schedule`, :mod:`onebit.sim.solver`, :mod:`onebit.sim.policy`: event times of every beat
+  as vectorised max-plus recurrences (no per-cycle loop), backpressure as their least fixed point;
+- :mod:`onebit.sim.deadlock`, :mod:`onebit.sim.fifo_sizing`: deadlocks, naming the FIFO, its depth and the
+  depth it needs, and the FIFO depth every edge needs;
+- :mod:`onebit.sim.steady_state`: when the schedule has become periodic, so later frames follow exactly;
+- :mod:`onebit.sim.simulation`: ``simulate``: initiation interval, first-frame latency, throughput over N
+  frames and the bit-exact outputs;
 - :mod:`onebit.sim.report`: the per-layer table (cycles, share of the II, FIFO depth, utilisation), the
   bottleneck, frames/s and latency at a clock, as JSON, text and PNG plots;
 - :mod:`onebit.sim.cli`: the ``onebit sim`` command.
@@ -16,7 +21,7 @@ sim/ reads the dataflow graph file and nothing else (it imports neither torch no
 Typical use::
 
     from onebit.export.dataflow.graph import load_dataflow
-    from onebit.sim.network import simulate
+    from onebit.sim.simulation import simulate
     from onebit.sim.report import build_report, format_report
 
     res = simulate(load_dataflow("wrn_folded.onnx"), frames=4)     # or inputs=x (N, H, W, C) for outputs

@@ -2,7 +2,7 @@
 depths and deadlocks. Reads only the graph file (no torch, no training code).
 
 Mistakes raise :class:`onebit.errors.OnebitError` subclasses, which ``onebit.cli.main`` prints as one
-``error:`` line (exit status 2); a deadlock is a :class:`onebit.sim.network.DeadlockError` (a GraphError).
+``error:`` line (exit status 2); a deadlock is a :class:`onebit.sim.deadlock.DeadlockError` (a GraphError).
 """
 
 from __future__ import annotations
@@ -33,6 +33,24 @@ def _load_npy(path: str):
         raise GraphError(f"--input {path}: not a readable .npy array ({type(e).__name__}: {str(e)[:100]})") from None
 
 
+def load_depths(path: str | Path) -> dict:
+    """A ``--fifo-depths`` JSON file: {tensor | FIFO name | "producer -> consumer" | "default": depth}; a
+    ``fifo_depths`` entry of a simulator report is accepted too."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise GraphError(f"--fifo-depths {path}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise GraphError(f"--fifo-depths {path}: not a JSON object of depths ({type(e).__name__}: "
+                         f"{str(e)[:100]})") from None
+    if isinstance(data, dict) and isinstance(data.get("fifo_depths"), dict):
+        data = data["fifo_depths"]
+    if not isinstance(data, dict):
+        raise GraphError(f"--fifo-depths {path}: expected a JSON object {{edge: depth}}, got {type(data).__name__}")
+    return data
+
+
 @click.command("sim")
 @click.argument("graph", type=click.Path(dir_okay=False))
 @click.option("--frames", type=int, default=None,
@@ -57,7 +75,7 @@ def sim(graph, frames, clock_mhz, input_npy, output_npy, fifo_depths, out_stem, 
 
     from onebit.atomic import atomic_open
     from onebit.export.dataflow.graph import input_shape, load_dataflow
-    from onebit.sim.network import load_depths, simulate
+    from onebit.sim.simulation import simulate
     from onebit.sim.report import build_report, format_report, write_report
 
     _positive("--clock-mhz", clock_mhz)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from onebit.atomic import atomic_open, write_json
-from onebit.sim.network import SimResult
+from onebit.sim.simulation import SimResult
 
 
 def _fold(op, attr):

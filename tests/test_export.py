@@ -13,6 +13,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from onebit.cli import main
 from onebit.export.dataflow import graph as dfg
+from onebit.export.dataflow.executor import execute
 from onebit.export.integer import dtype_for
 from onebit.export.pipeline import (DATAFLOW_FILE, INTEGER_FILE, QONNX_FILE, REPORT_FILE, Passes, export_model,
                                     export_run)
@@ -111,7 +112,7 @@ def test_data_types_are_minimal(exported, frames, act, abits):
     if abits <= 4:
         assert max(accs) <= 16
     # Every stream's values lie in its annotated type (the narrow types are also sound).
-    taps = dfg.execute(model, frames.transpose(0, 2, 3, 1), taps=True)
+    taps = execute(model, frames.transpose(0, 2, 3, 1), taps=True)
     for name, value in taps.items():
         if name in annotated_tensors(model):
             dt = model.get_tensor_datatype(name)
@@ -164,7 +165,7 @@ def test_trained_run_keeps_its_accuracy_exactly(trained, trained_export):
     assert json.loads((out / REPORT_FILE).read_text())["predictions"] == report["predictions"]
     # The written dataflow graph alone reproduces the predictions.
     df = ModelWrapper(str(out / DATAFLOW_FILE))
-    labels = dfg.execute(df, ds.x_test.astype(np.float32))[df.graph.output[0].name]
+    labels = execute(df, ds.x_test.astype(np.float32))[df.graph.output[0].name]
     np.testing.assert_array_equal(labels.reshape(-1), preds)
     accs = [dfg.get_op(n).attr_dtype("accDataType").bitwidth() for n in df.graph.node if n.op_type == "MVAU"]
     assert accs and max(accs) <= 16

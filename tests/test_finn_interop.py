@@ -22,7 +22,8 @@ from onnx import helper
 from onebit.errors import ConfigError, UnsupportedError
 from onebit.export import finn_interop as fi
 from onebit.export.dataflow.convert import to_dataflow
-from onebit.export.dataflow.graph import execute, get_op, load_dataflow, scores_name
+from onebit.export.dataflow.executor import execute
+from onebit.export.dataflow.graph import get_op, load_dataflow, scores_name
 from onebit.export.graphs import clean, load_model
 from onebit.export.integer import to_integer_graph
 from onebit.export.qonnx_export import export_qonnx

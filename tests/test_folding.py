@@ -16,7 +16,8 @@ from onnx import helper
 from onebit.errors import FoldingError, GraphError
 from onebit.export.dataflow import folding as F
 from onebit.export.dataflow.fold_cli import fold
-from onebit.export.dataflow.graph import execute, get_op, load_dataflow, scores_name
+from onebit.export.dataflow.executor import execute
+from onebit.export.dataflow.graph import get_op, load_dataflow, scores_name
 from onebit.export.dataflow.insert import DWC, FIFO, InsertDWC, InsertFIFO, RemoveStreamNodes, stream_edges
 from testkit import tiny_dataflow
 

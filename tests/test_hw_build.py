@@ -17,7 +17,8 @@ from onebit.export.dataflow.graph import load_dataflow
 from onebit.hw.build import random_inputs
 from onebit.hw.cosim import cosimulate
 from onebit.hw.top import generate
-from onebit.sim.network import DeadlockError, simulate
+from onebit.sim.deadlock import DeadlockError
+from onebit.sim.simulation import simulate
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,8 @@ from onebit.export.dataflow.ops import (ChannelPad, DuplicateStreams, Elementwis
 from onebit.hw.cosim import cosimulate
 from onebit.hw.encode import signed_bits
 from onebit.hw.layers import rtl_layer
-from onebit.sim.network import DeadlockError, simulate
+from onebit.sim.deadlock import DeadlockError
+from onebit.sim.simulation import simulate
 
 pytestmark = pytest.mark.slow
 

@@ -24,6 +24,7 @@ from onebit.cli import main
 from onebit.errors import UnsupportedError
 from onebit.export import graphs
 from onebit.export.dataflow import graph as dfg
+from onebit.export.dataflow.executor import execute
 from onebit.export.integer import Lowering, quant_params
 from onebit.export.pipeline import (DATAFLOW_FILE, INTEGER_FILE, QONNX_FILE, REPORT_FILE, input_quantizer,
                                     lower_file)
@@ -208,7 +209,7 @@ def test_brevitas_net_lowers_with_identical_outputs(exported, name, tmp_path):
     df = dfg.load_dataflow(out / DATAFLOW_FILE)
     ops = {n.op_type for n in df.graph.node}
     assert {"MVAU", "LabelSelect"} <= ops
-    res = dfg.execute(df, codes.transpose(0, 2, 3, 1))
+    res = execute(df, codes.transpose(0, 2, 3, 1))
     scores = res[dfg.scores_name(df)].reshape(FRAMES, -1)
     assert np.array_equal(scores, np.round(scores))
     if not json.loads(df.get_metadata_prop(dfg.META_TAIL)) == ["Mul", "Add"]:  # no bias in the tail

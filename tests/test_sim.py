@@ -19,9 +19,13 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.basic import qonnx_make_model
 
 from onebit.export.dataflow.base import FINN_DOMAIN, ONEBIT_DOMAIN
-from onebit.export.dataflow.graph import execute, load_dataflow
+from onebit.export.dataflow.executor import execute
+from onebit.export.dataflow.graph import load_dataflow
 from onebit.export.dataflow.ops import OPS
-from onebit.sim.network import DeadlockError, Network, simulate, solve
+from onebit.sim.deadlock import DeadlockError
+from onebit.sim.network import Network
+from onebit.sim.simulation import simulate
+from onebit.sim.solver import solve
 from testkit import call, tiny_dataflow
 
 SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -422,7 +426,7 @@ def test_tiny_default_fifos_deadlock_names_the_shortcut(tiny):
 
 def test_finite_fixed_point_equals_plain_sweeps(tiny):
     """Policy iteration reaches the same least fixed point as Gauss-Seidel sweeps run to the end."""
-    import onebit.sim.network as N
+    import onebit.sim.solver as N
 
     net = Network(load_dataflow(tiny))
     base = solve(net, 2, False)

@@ -1,4 +1,4 @@
-"""The dataflow graph file and its reference executor.
+"""The dataflow graph file: its nodes, metadata and input.
 
 The file is an ONNX model whose nodes are HW layers (FINN op names and attributes, domain
 ``finn.custom_op.fpgadataflow``; onebit's own ops in ``onebit.export.dataflow.ops``), NHWC, batch 1, with
@@ -8,8 +8,7 @@ qonnx data-type annotations on every tensor and explicit shapes in ``value_info`
 - ``onebit.score_scale``: float32 scale(s) that turn the scores into the source model's logits, up to the
   float tail recorded in ``onebit.tail_ops`` (e.g. the 1/T of the logits).
 
-The executor runs the graph on a batch of frames with numpy, bit-exact, and can return every tensor
-(per-layer taps) so later stages can name the first layer and element that differ.
+The reference executor that runs it is :mod:`onebit.export.dataflow.executor`.
 """
 
 from __future__ import annotations
@@ -66,43 +65,18 @@ def input_shape(model: ModelWrapper) -> tuple:
 
 
 def check_frames(model: ModelWrapper, x: np.ndarray, source: str = "input") -> np.ndarray:
+    """``x`` as float32 frames of the graph's input, checked for shape and integer range; ``source`` (the
+    parameter or file they came from) starts each error's message."""
     name = model.graph.input[0].name
     shape = input_shape(model)
     if x.ndim == len(shape) - 1:
         x = x[None]
     if tuple(x.shape[1:]) != shape[1:]:
         raise GraphError(f"{source}: the dataflow graph's input {name!r} takes frames of shape "
-                         f"(N, {', '.join(map(str, shape[1:]))}) (NHWC), got {tuple(x.shape)}")
+                         f"(N, {', '.join(map(str, shape[1:]))}) (NHWC), got {tuple(x.shape)}", param=source)
     dt = model.get_tensor_datatype(name)
     xi = np.asarray(x)
     if not np.all(xi == np.round(xi)) or xi.min(initial=0) < dt.min() or xi.max(initial=0) > dt.max():
         raise GraphError(f"{source}: input values must be integers in [{dt.min()}, {dt.max()}] ({dt.name}), got "
-                         f"[{xi.min()}, {xi.max()}]")
+                         f"[{xi.min()}, {xi.max()}]", param=source)
     return xi.astype(np.float32)
-
-
-def execute(model: ModelWrapper, x: np.ndarray, taps: bool = False) -> dict[str, np.ndarray]:
-    """Run all frames of ``x`` (N, H, W, C) through the graph; returns the outputs, or every tensor with ``taps``."""
-    x = check_frames(model, x)
-    ctx: dict[str, np.ndarray] = {model.graph.input[0].name: x}
-    for init in model.graph.initializer:
-        ctx[init.name] = model.get_initializer(init.name)
-    wanted = [o.name for o in model.graph.output] + [scores_name(model)]
-    # without taps a tensor is dropped after its last reader: the allocator reuses its memory for later
-    # tensors (fresh memory costs a page fault per page) and the peak stays a few layers' worth
-    last_read = {} if taps else {t: k for k, node in enumerate(model.graph.node) for t in node.input}
-    for t in wanted:
-        last_read.pop(t, None)
-    n = x.shape[0]
-    for k, node in enumerate(model.graph.node):
-        op = get_op(node).frozen()
-        outs = op.execute([ctx[i] for i in node.input])
-        shape = (n, *op.output_shape()[1:])
-        for name, value in zip(node.output, outs):
-            ctx[name] = np.asarray(value, dtype=np.float32).reshape(shape)
-        for t in node.input:
-            if last_read.get(t) == k:
-                ctx.pop(t, None)
-    if taps:
-        return ctx
-    return {k: ctx[k] for k in wanted}

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from onebit.errors import OnebitError
+from onebit.cli_args import flag_of, load_npy, stderr_log
+from onebit.errors import CheckpointError, OnebitError
 
 
 def emit(as_json: bool, payload: dict, lines: list[str]) -> None:
@@ -45,7 +46,7 @@ def summary(arch, fp, act, abits, temperature, in_channels, classes, as_json):
     """Parameter counts and deployed sizes of an architecture."""
     from onebit.training.config import parse_arch
     from onebit.training.model import build_model
-    from onebit.training.pack import packed_bytes, payload_bytes
+    from onebit.training.pack import float_bytes, packed_bytes, payload_bytes
 
     cfg = parse_arch(arch, binary=False if fp else None, act=act, abits=abits, temperature=temperature,
                      in_channels=in_channels, num_classes=classes)
@@ -54,15 +55,15 @@ def summary(arch, fp, act, abits, temperature, in_channels, classes, as_json):
     binary = sum(m.weight.numel() for _, m in model.binary_convs())
     payload = payload_bytes(model)
     packed = len(packed_bytes(model))
-    float_bytes = 4 * sum(t.numel() for k, t in model.state_dict().items() if not k.endswith("num_batches_tracked"))
+    floats = float_bytes(model)
     info = {"arch": cfg.name, "description": cfg.describe(), "config": cfg.to_dict(), "params": params,
-            "binary_params": binary, "packed_bytes": packed, **payload, "float_bytes": float_bytes,
-            "compression": round(float_bytes / packed, 2)}
+            "binary_params": binary, "packed_bytes": packed, **payload, "float_bytes": floats,
+            "compression": round(floats / packed, 2)}
     emit(as_json, info, [
         f"{cfg.describe()}",
         f"  parameters        {params:,} ({binary:,} binary)",
         f"  packed checkpoint {packed:,} bytes ({packed / 2**20:.2f} MiB)",
-        f"  float32 weights   {float_bytes:,} bytes ({float_bytes / 2**20:.2f} MiB), {info['compression']}x larger",
+        f"  float32 weights   {floats:,} bytes ({floats / 2**20:.2f} MiB), {info['compression']}x larger",
     ])
 
 
@@ -75,7 +76,7 @@ def summary(arch, fp, act, abits, temperature, in_channels, classes, as_json):
 @click.option("--sgdr", default=None, help="SGDR periods in epochs, e.g. 2,4,8,16.")
 @click.option("--batch-size", type=click.IntRange(1), default=125, show_default=True)
 @click.option("--lr", type=float, default=0.1, show_default=True)
-@click.option("--wd", type=float, default=5e-4, show_default=True, help="Weight decay.")
+@click.option("--wd", "weight_decay", type=float, default=5e-4, show_default=True, help="Weight decay.")
 @click.option("--momentum", type=float, default=0.9, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-augment", is_flag=True, help="Train without flips, shifts and cutout.")
@@ -88,9 +89,10 @@ def summary(arch, fp, act, abits, temperature, in_channels, classes, as_json):
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
-def train(data, arch, fp, act, abits, temperature, epochs, sgdr, batch_size, lr, wd, momentum, seed, no_augment,
-          cutout, shift, device, compile_, out, resume, quiet, as_json):
+def train(data, arch, fp, act, abits, temperature, epochs, sgdr, batch_size, lr, weight_decay, momentum, seed,
+          no_augment, cutout, shift, device, compile_, out, resume, quiet, as_json):
     """Train a 1-bit WRN (runs under torchrun too). The run folder holds checkpoint, metrics and curves."""
+    from onebit.training.checkpoint import CHECKPOINT
     from onebit.training.schedule import parse_periods
     from onebit.training.trainer import TrainConfig, load_train_config
     from onebit.training.trainer import train as run_training
@@ -99,12 +101,14 @@ def train(data, arch, fp, act, abits, temperature, epochs, sgdr, batch_size, lr,
         variant = "".join(["-fp" if fp else "", f"-{act}" if act else "", f"-a{abits}" if abits is not None else ""])
         out = Path("runs") / f"{arch}{variant}-{Path(data).name.replace(':', '-')}"
     out = Path(out)
+    if not resume and (out / CHECKPOINT).exists():
+        raise CheckpointError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
     if resume and (out / "config.json").is_file():
         cfg = load_train_config(out)
     else:
         cfg = TrainConfig(data=data, arch=arch, fp=fp, act=act, abits=abits, temperature=temperature,
                           epochs=epochs, sgdr=parse_periods(sgdr) if sgdr else None, batch_size=batch_size,
-                          lr=lr, momentum=momentum, weight_decay=wd, seed=seed, augment=not no_augment,
+                          lr=lr, momentum=momentum, weight_decay=weight_decay, seed=seed, augment=not no_augment,
                           shift=shift, cutout=cutout, device=device, compile=compile_)
     result = run_training(cfg, out, resume=resume, quiet=quiet or as_json)
     if result["rank"] != 0:  # under torchrun only rank 0 reports
@@ -154,32 +158,21 @@ def eval_cmd(run, packed, data, batch_size, as_json):
 def pack(run, out, as_json):
     """Store each binary weight as one bit (np.packbits) plus the few float tensors, in a .npz."""
     from onebit.training.checkpoint import PACKED, load_model
-    from onebit.training.pack import save_packed
+    from onebit.training.pack import float_bytes, save_packed
 
     model, state = load_model(run)
     out = Path(out) if out else Path(run) / PACKED
     size = save_packed(model, out, {"data": state.get("train", {}).get("data"), "epoch": state.get("epoch")})
-    float_bytes = 4 * sum(t.numel() for k, t in model.state_dict().items() if not k.endswith("num_batches_tracked"))
-    info = {"packed": str(out), "packed_bytes": size, "float_bytes": float_bytes,
-            "compression": round(float_bytes / size, 2)}
-    emit(as_json, info, [f"{out}: {size:,} bytes ({float_bytes / size:.1f}x smaller than float32 weights)"])
+    floats = float_bytes(model)
+    info = {"packed": str(out), "packed_bytes": size, "float_bytes": floats, "compression": round(floats / size, 2)}
+    emit(as_json, info, [f"{out}: {size:,} bytes ({floats / size:.1f}x smaller than float32 weights)"])
 
 
 def print_parity(report: dict) -> list[str]:
-    lines = [f"parity on {report['frames']} frames:"]
-    pq = report.get("pytorch_vs_qonnx")
-    if pq:
-        lines.append(f"  PyTorch = QONNX            max |diff| {pq['max_abs_diff']:.2e}, argmax agree "
-                     f"{100 * pq['argmax_agreement']:.1f} %")
-    qi = report["qonnx_vs_integer"]
-    lines.append(f"  QONNX = integer graph      max |diff| {qi['max_abs_diff']:.2e}")
-    pi = report.get("pytorch_integer_view_vs_integer")
-    if pi:
-        lines.append(f"  PyTorch integer view      {'identical' if pi['identical'] else 'DIFFERENT'} scores")
-    idf = report["integer_vs_dataflow"]
-    lines.append(f"  integer = dataflow graph  scores {'identical' if idf['scores_identical'] else 'DIFFERENT'}, "
-                 f"labels {'identical' if idf['labels_identical'] else 'DIFFERENT'}")
-    return lines
+    """The export's parity checks, as ``onebit verify`` words them."""
+    from onebit.flow.verify import export_rows, format_checks
+
+    return [f"parity on {report['frames']} frames:", *("  " + line for line in format_checks(export_rows(report)))]
 
 
 @cli.command("export")
@@ -193,8 +186,7 @@ def export_cmd(run, out, frames, top_k, as_json):
     """Export a run to QONNX, an integer graph and a dataflow graph, checking each against the last."""
     from onebit.export.pipeline import export_run
 
-    log = (lambda s: None) if as_json else (lambda s: click.echo(s, err=True))
-    report = export_run(run, out, frames=frames, top_k=top_k, log=log)
+    report = export_run(run, out, frames=frames, top_k=top_k, log=stderr_log(as_json))
     emit(as_json, report, [*print_parity(report),
                            f"dataflow-graph accuracy on the test frames: "
                            f"{100 * report['labels_vs_dataset']['test_accuracy']:.2f} %",
@@ -206,46 +198,50 @@ def export_cmd(run, out, frames, top_k, as_json):
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default FILE stem).")
 @click.option("--frames", type=click.IntRange(1), default=16, show_default=True,
               help="Random inputs of the input quantizer's type used for the parity checks.")
-@click.option("--input", "input_npy", type=click.Path(dir_okay=False), default=None,
+@click.option("--input", "inputs", type=click.Path(dir_okay=False), default=None,
               help="Your own inputs (.npy, the QONNX graph's float input layout) instead of random ones.")
 @click.option("--top-k", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
-def lower_cmd(file, out, frames, input_npy, top_k, as_json):
+def lower_cmd(file, out, frames, inputs, top_k, as_json):
     """Lower a QONNX file from elsewhere (your own Brevitas model) to integer and dataflow graphs."""
     import numpy as np
 
-    from onebit.errors import GraphError
     from onebit.export.pipeline import lower_file
 
-    inputs = None
-    if input_npy:
-        try:
-            inputs = np.load(input_npy, allow_pickle=False).astype(np.float32)
-        except (OSError, ValueError) as e:
-            raise GraphError(f"--input {input_npy}: not a readable .npy array ({e})") from None
+    x = load_npy(inputs).astype(np.float32) if inputs else None
     out = out or str(Path(file).with_suffix("")) + "_lowered"
-    log = (lambda s: None) if as_json else (lambda s: click.echo(s, err=True))
-    report = lower_file(file, out, frames=frames, inputs=inputs, top_k=top_k, log=log)
+    report = lower_file(file, out, frames=frames, inputs=x, top_k=top_k, log=stderr_log(as_json))
     emit(as_json, report, [*print_parity(report), f"wrote {out}/: {', '.join(report['files'].values())}, parity.json"])
 
 
 def _register_stage_commands():
-    from onebit.export.dataflow.fold_cli import fold
-    from onebit.flow.cli import run
-    from onebit.hw.cli import build_cmd, verify_cmd
-    from onebit.sim.cli import sim
+    from onebit.export.dataflow.fold_cli import fold_cmd
+    from onebit.flow.cli import run_cmd, verify_cmd
+    from onebit.hw.cli import build_cmd
+    from onebit.sim.cli import sim_cmd
 
-    cli.add_command(fold)
-    cli.add_command(run)
-    cli.add_command(sim)
-    cli.add_command(build_cmd)
-    cli.add_command(verify_cmd)
+    for command in (fold_cmd, run_cmd, sim_cmd, build_cmd, verify_cmd):
+        cli.add_command(command)
 
 
 _register_stage_commands()
 
 
+def _invoked(argv: list[str]) -> click.Command | None:
+    """The subcommand in ``argv`` (the group's own options take no values)."""
+    name = next((a for a in argv if not a.startswith("-")), None)
+    return cli.commands.get(name)
+
+
+def user_message(err: OnebitError, argv: list[str]) -> str:
+    """The error's message with its parameter called by the flag of the invoked command's option of that name."""
+    command = _invoked(argv)
+    flag = flag_of(command, err.param) if command is not None and err.param else None
+    return err.named(flag) if flag else str(err)
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         cli.main(args=argv, prog_name="onebit", standalone_mode=False)
     except click.exceptions.Abort:
@@ -255,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
         e.show()
         sys.exit(e.exit_code)
     except OnebitError as e:
-        click.echo(f"error: {e}", err=True)
+        click.echo(f"error: {user_message(e, argv)}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)

@@ -3,6 +3,10 @@
 The CLI prints ``error: <message>`` on one line and exits with status 2 for any of these.
 """
 
+from __future__ import annotations
+
+from contextlib import contextmanager
+
 
 class OnebitError(Exception):
     """Base class for mistakes a user can fix (bad path, flag, file); never a bug in onebit.
@@ -21,6 +25,26 @@ class OnebitError(Exception):
         if self.param and text.startswith(self.param):
             return name + text[len(self.param):]
         return text
+
+    def rename(self, name: str | None) -> OnebitError:
+        """Call the parameter ``name`` from now on (in the message too); ``None``: it names no parameter any more.
+        Returns the error, to re-raise it."""
+        if name is not None:
+            self.args = (self.named(name), *self.args[1:])
+        self.param = name
+        return self
+
+
+@contextmanager
+def renamed(names: dict[str, str]):
+    """Re-raise an OnebitError about a parameter in ``names`` as being about ``names[param]``: a caller that
+    passed its own setting (a config key) as a library parameter says which one it was."""
+    try:
+        yield
+    except OnebitError as e:
+        if e.param in names:
+            e.rename(names[e.param])
+        raise
 
 
 class ConfigError(OnebitError):

@@ -82,8 +82,9 @@ def lower_and_check(qonnx: ModelWrapper, codes: np.ndarray, float_input: np.ndar
     if torch_logits is not None:
         diff = float(np.abs(q_logits - torch_logits).max())
         agree = float((q_logits.argmax(1) == torch_logits.argmax(1)).mean())
-        report["pytorch_vs_qonnx"] = {"max_abs_diff": diff, "argmax_agreement": agree}
-        if diff > LOGIT_TOLERANCE * max(1.0, float(np.abs(torch_logits).max())):
+        tol = LOGIT_TOLERANCE * max(1.0, float(np.abs(torch_logits).max()))
+        report["pytorch_vs_qonnx"] = {"max_abs_diff": diff, "argmax_agreement": agree, "tolerance": tol}
+        if diff > tol:
             raise ParityError(f"QONNX execution differs from PyTorch by {diff:.3g} in the logits (tolerance "
                               f"{LOGIT_TOLERANCE:g}); the export is not faithful")
     with passes.step("lower to integer graph"):
@@ -93,9 +94,11 @@ def lower_and_check(qonnx: ModelWrapper, codes: np.ndarray, float_input: np.ndar
         i_logits = ctx[integer.graph.output[0].name]
         i_scores = ctx[integer_output_name(integer)].reshape(len(codes), -1)
     diff = float(np.abs(i_logits - q_logits).max())
+    tol = LOGIT_TOLERANCE * max(1.0, float(np.abs(q_logits).max()))
     report["qonnx_vs_integer"] = {"max_abs_diff": diff,
-                                  "argmax_agreement": float((i_logits.argmax(1) == q_logits.argmax(1)).mean())}
-    if diff > LOGIT_TOLERANCE * max(1.0, float(np.abs(q_logits).max())):
+                                  "argmax_agreement": float((i_logits.argmax(1) == q_logits.argmax(1)).mean()),
+                                  "tolerance": tol}
+    if diff > tol:
         raise ParityError(f"integer graph differs from QONNX execution by {diff:.3g} in the outputs")
     if torch_logits is not None:
         unit = score_unit(integer, i_scores, i_logits.reshape(len(codes), -1))

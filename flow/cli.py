@@ -1,14 +1,18 @@
-"""``onebit run``: train, pack, export, fold, simulate, build and verify the hardware, and write the report.
+"""``onebit run`` (train, pack, export, fold, simulate, build and verify the hardware, and write the report) and
+``onebit verify`` (the whole chain on a trained run's test images).
 
 Registered in :mod:`onebit.cli`. Only click is imported here, so that every other command starts fast.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import click
+
+from onebit.cli_args import stderr_log
 
 DEFAULT_OUT = "onebit-run"
 
@@ -21,28 +25,66 @@ def _flag_layer(**flags) -> dict:
     layer: dict = {}
     for opt, value in flags.items():
         if value is not None:
-            section, key = by_flag["--" + opt.replace("_", "-")]
+            section, key = by_flag["--" + opt.replace("_", "-")].split(".")
             layer.setdefault(section, {})[key] = value
     return layer
+
+
+def config_layers(out: Path, config_file: str | None, flags: dict, log) -> tuple[dict, dict, str | None]:
+    """The base configuration (the --config file, else the run folder's saved run.toml, else none), the flags
+    as a configuration, and the base's name in messages."""
+    from onebit.flow import config
+
+    saved = out / config.CONFIG_FILE
+    if config_file:
+        source = f"--config {config_file}"
+        base = config.load_file(config_file)
+    elif saved.is_file():
+        source = f"saved configuration {saved}"
+        base = config.load_file(saved, flag="saved configuration")
+        log(f"configuration: {saved} (this folder's run), then the flags")
+    else:
+        source, base = None, {}
+    return base, config.check(_flag_layer(**flags), "flags"), source
+
+
+_RUN_OPTIONS = {"config_file", "out", "until", "quiet", "as_json"}  # run's options that are not configuration
+
+
+@contextlib.contextmanager
+def named_as_given(flag_layer: dict, source: str | None):
+    """An error about a configuration key names it as the user gave it: by its flag if a flag set it, else by
+    the key (in ``source``, the configuration file, if that set it). A library parameter that no stage renamed
+    to its key keeps its name (click's option of that name may mean something else in ``onebit run``)."""
+    from onebit.errors import OnebitError
+    from onebit.flow.config import FLAGS, config_keys
+
+    try:
+        yield
+    except OnebitError as e:
+        if e.param in config_keys():
+            section, key = e.param.split(".")
+            if key in flag_layer.get(section, {}):
+                e.rename(FLAGS[e.param])
+            else:
+                e.rename(f"{source}: {e.param}" if source else e.param)
+        elif e.param not in _RUN_OPTIONS:
+            e.rename(None)
+        raise
 
 
 def resolve_config(out: Path, config_file: str | None, flags: dict, log) -> dict:
     """Defaults < the --config file (else the run folder's saved run.toml) < flags."""
     from onebit.flow import config
 
-    saved = out / config.CONFIG_FILE
-    if config_file:
-        base = config.load_file(config_file)
-    elif saved.is_file():
-        base = config.load_file(saved, flag="saved configuration")
-        log(f"configuration: {saved} (this folder's run), then the flags")
-    else:
-        base = {}
-    return config.merge(base, config.check(_flag_layer(**flags), "flags"))
+    base, flag_layer, source = config_layers(out, config_file, flags, log)
+    with named_as_given(flag_layer, source):
+        return config.merge(base, flag_layer)
 
 
 def _summary_lines(results: dict, cfg: dict, out: Path) -> list[str]:
     from onebit.flow.stages import REPORT
+    from onebit.flow.verify import summary_line
 
     lines = []
     if "train" in results:
@@ -59,8 +101,7 @@ def _summary_lines(results: dict, cfg: dict, out: Path) -> list[str]:
                      f"{hw.get('frames_per_second') or 0:,.0f} frames/s; " +
                      ", ".join(f"{k} {v}" for k, v in (hw.get("resources") or {}).items()))
     if "verify" in results:
-        v = results["verify"]
-        lines.append(f"verification: {'every check passes' if v['passed'] else 'FAILED: ' + ', '.join(v['failed'])}")
+        lines.append(f"verification: {summary_line(results['verify'])}")
     if "report" in results:
         lines.append(f"report: {out / REPORT}")
     return lines
@@ -85,17 +126,18 @@ def _summary_lines(results: dict, cfg: dict, out: Path) -> list[str]:
 @click.option("--until", default=None, help="Stop after this stage: train, pack, export, fold, sim, hw, verify.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-step lines, only one line per stage.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary on stdout.")
-def run(config_file, out, until, quiet, as_json, **flags):
+def run_cmd(config_file, out, until, quiet, as_json, **flags):
     """The whole flow on one dataset: train, export, fold, simulate, RTL co-simulation, bitstream, report.
 
     Stages whose inputs have not changed since the last run in OUT are skipped; an interrupted run continues
     where it stopped (training from its last epoch).
     """
     from onebit.atomic import write_bytes
-    from onebit.errors import ConfigError, ParityError
-    from onebit.flow.config import CONFIG_FILE, to_toml
+    from onebit.errors import ConfigError
+    from onebit.flow.config import CONFIG_FILE, merge, to_toml
     from onebit.flow.engine import Context, locked, run_stages
     from onebit.flow.stages import REPORT, STAGE_NAMES, STAGES
+    from onebit.flow.verify import require_passed
 
     def log(line):
         click.echo(line, err=True)
@@ -103,18 +145,41 @@ def run(config_file, out, until, quiet, as_json, **flags):
     if until is not None and until not in STAGE_NAMES:
         raise ConfigError(f"--until: unknown stage {until!r}; expected one of {', '.join(STAGE_NAMES)}")
     out = Path(out)
-    cfg = resolve_config(out, config_file, flags, log)
-    with locked(out):
-        saved, text = out / CONFIG_FILE, to_toml(cfg)
-        if not saved.is_file() or saved.read_text() != text:
-            write_bytes(saved, text.encode())
-        ctx = Context(cfg, out, log, quiet=quiet or as_json)
-        rows = run_stages(STAGES, ctx, until)
-    verify = ctx.results.get("verify")
+    base, flag_layer, source = config_layers(out, config_file, flags, log)
+    with named_as_given(flag_layer, source):
+        cfg = merge(base, flag_layer)
+        with locked(out):
+            saved, text = out / CONFIG_FILE, to_toml(cfg)
+            if not saved.is_file() or saved.read_text() != text:
+                write_bytes(saved, text.encode())
+            ctx = Context(cfg, out, log, quiet=quiet or as_json)
+            rows = run_stages(STAGES, ctx, until)
     if as_json:
         click.echo(json.dumps({"out": str(out), "config": cfg, "stages": rows, "results": ctx.results}, indent=2))
     else:
         for line in _summary_lines(ctx.results, cfg, out):
             click.echo(line)
-    if verify and not verify["passed"]:
-        raise ParityError(f"verification failed ({', '.join(verify['failed'])}); see {out / REPORT}")
+    if "verify" in ctx.results:
+        require_passed(ctx.results["verify"], out / REPORT)
+
+
+@click.command("verify")
+@click.argument("run", type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option("--frames", type=click.IntRange(1), default=8, show_default=True, help="Test images to verify on.")
+@click.option("--graph", type=click.Path(dir_okay=False), default=None,
+              help="The folded dataflow graph to simulate and build (default: the export's unfolded graph).")
+@click.option("--fifo-depths", type=click.Path(dir_okay=False), default=None, help="JSON of FIFO depths.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify_cmd(run, out, frames, graph, fifo_depths, as_json):
+    """PyTorch = QONNX = integer = dataflow = simulator = RTL on a run's test images: a verdict per check."""
+    from onebit.flow.verify import REPORT_FILE, format_checks, require_passed, summary_line, verify_chain
+    from onebit.cli_args import load_fifo_depths
+
+    depths = load_fifo_depths(fifo_depths) if fifo_depths else None
+    report = verify_chain(run, out, frames=frames, graph=graph, depths=depths, log=stderr_log(as_json))
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo("\n".join([*format_checks(report["checks"]), f"verification: {summary_line(report)}"]))
+    require_passed(report, Path(out) / REPORT_FILE)

@@ -16,7 +16,8 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from onebit.errors import ConfigError
+from onebit.cli_args import positive
+from onebit.errors import ConfigError, renamed
 from onebit.training.trainer import TrainConfig
 
 CONFIG_FILE = "run.toml"
@@ -132,38 +133,46 @@ def merge(*layers: dict) -> dict:
 
 
 #: the `onebit run` flag of each configuration key that has one
-FLAGS = {("data", "dataset"): "--data", ("model", "arch"): "--arch", ("model", "act"): "--act",
-         ("model", "abits"): "--abits", ("train", "epochs"): "--epochs", ("train", "seed"): "--seed",
-         ("verify", "frames"): "--frames", ("fold", "target_fps"): "--target-fps", ("hw", "device"): "--device",
-         ("hw", "clock_mhz"): "--clock-mhz"}
+FLAGS = {"data.dataset": "--data", "model.arch": "--arch", "model.act": "--act", "model.abits": "--abits",
+         "train.epochs": "--epochs", "train.seed": "--seed", "verify.frames": "--frames",
+         "fold.target_fps": "--target-fps", "hw.device": "--device", "hw.clock_mhz": "--clock-mhz"}
 
 
-def name(section: str, key: str) -> str:
-    flag = FLAGS.get((section, key))
-    return f"[{section}] {key}" + (f" ({flag})" if flag else "")
+def config_keys() -> set[str]:
+    """Every ``section.key``."""
+    return {f"{s}.{k}" for s in SECTIONS for k in keys(s)}
+
+
+#: the configuration key of each architecture parameter (``parse_arch``) and TrainConfig field set from one
+ARCH_PARAMS = {k: f"model.{k}" for k in ("arch", "act", "abits", "temperature")}
+TRAIN_PARAMS = {**ARCH_PARAMS, "data": "data.dataset",
+                **{f.name: f"train.{f.name}" for f in dataclasses.fields(TrainConfig)
+                   if f.name not in _IN_OTHER_SECTIONS}}
 
 
 def _positive(cfg: dict, section: str, key: str, integer: bool = False) -> None:
-    v = cfg[section][key]
-    if v is not None and (v <= 0 or not math.isfinite(v)):
-        raise ConfigError(f"{name(section, key)}: expected a positive {'integer' if integer else 'number'}, got {v}")
+    if cfg[section][key] is not None:
+        positive(f"{section}.{key}", cfg[section][key], integer=integer)
 
 
 def check_values(cfg: dict) -> None:
-    """Value checks no stage makes before it has spent time on the earlier ones."""
+    """Value checks no stage makes before it has spent time on the earlier ones; errors name the config key."""
     from onebit.training.config import parse_arch
 
     m = cfg["model"]
     if not 1 <= m["abits"] <= 8:
-        raise ConfigError(f"{name('model', 'abits')}: the hardware flow needs quantized activations, 1..8 bits; "
-                          f"got {m['abits']}")
-    parse_arch(m["arch"], act=m["act"], abits=m["abits"], temperature=m["temperature"])
+        raise ConfigError(f"model.abits: the hardware flow needs quantized activations, 1..8 bits; got {m['abits']}",
+                          param="model.abits")
+    with renamed(ARCH_PARAMS):
+        parse_arch(m["arch"], act=m["act"], abits=m["abits"], temperature=m["temperature"])
     for section, key, integer in [("verify", "frames", True), ("fold", "target_fps", False),
                                   ("fold", "max_luts", True), ("hw", "clock_mhz", False), ("hw", "frames", True)]:
         _positive(cfg, section, key, integer)
-    TrainConfig(**cfg["train"]).check()
+    with renamed(TRAIN_PARAMS):
+        TrainConfig(**cfg["train"]).check()
     if cfg["hw"]["pnr"] and not cfg["hw"]["synth"]:
-        raise ConfigError("[hw] pnr = true needs synth = true (place and route works on the synthesised netlist)")
+        raise ConfigError("hw.pnr: true needs hw.synth = true (place and route works on the synthesised netlist)",
+                          param="hw.pnr")
     if cfg["hw"]["synth"]:
         _check_device(cfg["hw"]["device"])
 
@@ -176,7 +185,7 @@ def _check_device(device: str) -> None:
     try:
         check_device(device)
     except ConfigError as e:
-        raise ConfigError(f"{name('hw', 'device')}: {e}") from None
+        raise ConfigError(f"hw.device: {e}", param="hw.device") from None
 
 
 def train_config(cfg: dict) -> TrainConfig:

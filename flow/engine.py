@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from onebit.atomic import write_json
-from onebit.errors import ConfigError
+from onebit.errors import ConfigError, renamed
 
 STAMPS = ".stamps"
 LOCK = ".lock"
@@ -35,6 +35,7 @@ class Stage:
     writes: tuple[str, ...] = ()
     summary: Callable[[dict], str] | None = None  # the log's line about a result
     resumable: bool = False  # continues its own partial work after an interruption (training)
+    params: dict[str, str] = field(default_factory=dict)  # library parameter -> the config key it is given
 
 
 @dataclass
@@ -121,7 +122,8 @@ def run_stage(stage: Stage, ctx: Context, tag: str) -> dict:
     write_json(path, {"stage": stage.name, "key": key, "status": "running", "started": _now()})
     ctx.log(f"{tag}: {'resuming' if ctx.resuming and stage.resumable else 'running'}")
     t0 = time.perf_counter()
-    result = stage.fn(ctx)
+    with renamed(stage.params):  # an error about a library parameter names the config key it came from
+        result = stage.fn(ctx)
     seconds = round(time.perf_counter() - t0, 2)
     writes = {w: ctx.file_hash(w) for w in stage.writes}
     missing = [w for w, h in writes.items() if h is None]
@@ -157,7 +159,7 @@ def locked(out: Path):
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ConfigError(f"--out {out}: another onebit run is using this folder") from None
+            raise ConfigError(f"out {out}: another onebit run is using this folder", param="out") from None
         try:
             yield
         finally:

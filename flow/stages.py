@@ -53,8 +53,8 @@ def _test_images(ctx: Context):
 
 
 # ----- train -------------------------------------------------------------------------------------------------
-def train(ctx: Context) -> dict:
-    from onebit.training.trainer import train as run_training
+def train_stage(ctx: Context) -> dict:
+    from onebit.training.trainer import train
 
     folder = ctx.path("train")
     checkpoint = ctx.path(CHECKPOINT)
@@ -65,15 +65,15 @@ def train(ctx: Context) -> dict:
         ctx.sublog(f"continuing the interrupted training from its checkpoint after epoch {done}")
     elif checkpoint.exists():
         checkpoint.unlink()  # an older run's checkpoint, trained with other settings
-    result = run_training(config.train_config(ctx.cfg), folder, resume=resume, quiet=ctx.quiet)
+    result = train(config.train_config(ctx.cfg), folder, resume=resume, quiet=ctx.quiet)
     return {k: result[k] for k in ("arch", "dataset", "epochs", "test_acc", "train_time_s", "params")}
 
 
 # ----- pack --------------------------------------------------------------------------------------------------
-def pack(ctx: Context) -> dict:
+def pack_stage(ctx: Context) -> dict:
     """The deployment file (one bit per binary weight); loading it back must give the same logits."""
     from onebit.training.checkpoint import load_model
-    from onebit.training.pack import load_packed, payload_bytes, save_packed
+    from onebit.training.pack import float_bytes, load_packed, payload_bytes, save_packed
     from onebit.training.trainer import predict
 
     model, state = load_model(ctx.path(CHECKPOINT))
@@ -81,8 +81,8 @@ def pack(ctx: Context) -> dict:
     unpacked, _ = load_packed(ctx.path(PACKED))
     images, labels = _test_images(ctx)
     logits, logits_unpacked = predict(model, images), predict(unpacked, images)
-    float_bytes = 4 * sum(t.numel() for k, t in model.state_dict().items() if not k.endswith("num_batches_tracked"))
-    result = {"packed_bytes": size, "float_bytes": float_bytes, "compression": round(float_bytes / size, 2),
+    floats = float_bytes(model)
+    result = {"packed_bytes": size, "float_bytes": floats, "compression": round(floats / size, 2),
               **payload_bytes(model), "frames": int(len(labels)),
               "logits_identical": bool(np.array_equal(logits, logits_unpacked)),
               "test_acc": float((logits_unpacked.argmax(1) == labels).mean())}
@@ -91,7 +91,7 @@ def pack(ctx: Context) -> dict:
 
 
 # ----- export ------------------------------------------------------------------------------------------------
-def export(ctx: Context) -> dict:
+def export_stage(ctx: Context) -> dict:
     """QONNX, integer and dataflow graphs, each checked against the last (``export_run`` raises on a mismatch)."""
     from onebit.export.pipeline import export_run
 
@@ -117,7 +117,7 @@ def graph_io(model) -> dict:
             "scores": describe(dfg.scores_name(model))}
 
 
-def fold(ctx: Context) -> dict:
+def fold_stage(ctx: Context) -> dict:
     from onebit.export.dataflow.folding import fold_for_target
     from onebit.export.dataflow.graph import load_dataflow
 
@@ -131,18 +131,19 @@ def fold(ctx: Context) -> dict:
 
 
 # ----- simulate ----------------------------------------------------------------------------------------------
-def simulate(ctx: Context) -> dict:
+def sim_stage(ctx: Context) -> dict:
     """Cycles, II, latency and FIFO depths of the folded graph; its bit-exact outputs on the test frames."""
     from onebit.export.dataflow import graph as dfg
-    from onebit.sim.simulation import simulate as run_sim
+    from onebit.flow.verify import simulated_outputs
+    from onebit.sim.simulation import simulate
     from onebit.sim.report import build_report, write_report
 
     model = dfg.load_dataflow(ctx.path(FOLDED))
-    res = run_sim(model, inputs=np.load(ctx.path(FRAMES), allow_pickle=False))
+    res = simulate(model, inputs=np.load(ctx.path(FRAMES), allow_pickle=False))
     report = build_report(res, ctx.cfg["hw"]["clock_mhz"], FOLDED)
     write_report(res, report, ctx.path(SIM_STEM))
     buf = io.BytesIO()
-    np.savez(buf, labels=res.outputs[model.graph.output[0].name], scores=res.outputs[dfg.scores_name(model)])
+    np.savez(buf, **simulated_outputs(model, res))
     write_bytes(ctx.path(SIM_OUT), buf.getvalue())
     t = report["totals"]
     return {k: t[k] for k in ("frames", "ii_cycles", "fps", "latency_cycles", "latency_us", "bottleneck",
@@ -161,7 +162,7 @@ def _hw_build():
     return build
 
 
-def hardware(ctx: Context) -> dict:
+def hw_stage(ctx: Context) -> dict:
     """RTL, Verilator co-simulation against the executor and the simulator, synthesis, place and route."""
     build = _hw_build()
     hw = ctx.cfg["hw"]
@@ -178,17 +179,16 @@ def hardware(ctx: Context) -> dict:
 
 
 # ----- verify and report -------------------------------------------------------------------------------------
-def verify(ctx: Context) -> dict:
+def verify_stage(ctx: Context) -> dict:
     from onebit.flow.verify import verify_run
 
     result = verify_run(ctx, {"pack": PACK_JSON, "parity": PARITY, "dataflow": DATAFLOW, "frames": FRAMES,
                               "sim_outputs": SIM_OUT, "build": BUILD})
     write_json(ctx.path(VERIFY), result)
-    return {"passed": result["passed"], "checks": len(result["checks"]),
-            "failed": [c["check"] for c in result["checks"] if c["verdict"] == "FAIL"]}
+    return {"passed": result["passed"], "checks": len(result["checks"]), "failed": result["failed"]}
 
 
-def report(ctx: Context) -> dict:
+def report_stage(ctx: Context) -> dict:
     from onebit.flow.report import write_html
 
     write_html(ctx, ctx.path(REPORT))
@@ -224,7 +224,9 @@ def _summary_sim(r):
 
 
 def _summary_verify(r):
-    return "every check passes" if r["passed"] else f"FAILED: {', '.join(r['failed'])}"
+    from onebit.flow.verify import summary_line
+
+    return summary_line(r)
 
 
 def _summary_hw(r):
@@ -235,23 +237,26 @@ def _summary_hw(r):
     return "; ".join(parts)
 
 
+CLOCK = {"clock_mhz": "hw.clock_mhz"}
 STAGES = [
-    Stage("train", train, config=("data", "model", "train"), writes=TRAIN_FILES, summary=_summary_train,
-          resumable=True),
-    Stage("pack", pack, config=("data", "verify"), reads=(CHECKPOINT,), writes=(PACKED, PACK_JSON),
+    Stage("train", train_stage, config=("data", "model", "train"), writes=TRAIN_FILES, summary=_summary_train,
+          resumable=True, params=config.TRAIN_PARAMS),
+    Stage("pack", pack_stage, config=("data", "verify"), reads=(CHECKPOINT,), writes=(PACKED, PACK_JSON),
           summary=_summary_pack),
-    Stage("export", export, config=("data", "verify"), reads=(CHECKPOINT,),
+    Stage("export", export_stage, config=("data", "verify"), reads=(CHECKPOINT,),
           writes=("export/model.qonnx.onnx", "export/model.integer.onnx", DATAFLOW, PARITY, FRAMES, LABELS),
-          summary=_summary_export),
-    Stage("fold", fold, config=("fold", "hw.clock_mhz"), reads=(DATAFLOW,), writes=(FOLDED, FOLDING),
-          summary=_summary_fold),
-    Stage("sim", simulate, config=("hw.clock_mhz",), reads=(FOLDED, FRAMES),
-          writes=(SIM_JSON, SIM_CYCLES, SIM_TIMELINE, SIM_OUT), summary=_summary_sim),
-    Stage("hw", hardware, config=("hw",), reads=(FOLDED, FRAMES), writes=(BUILD,), summary=_summary_hw),
-    Stage("verify", verify, config=("hw",),
+          summary=_summary_export, params={"frames": "verify.frames"}),
+    Stage("fold", fold_stage, config=("fold", "hw.clock_mhz"), reads=(DATAFLOW,), writes=(FOLDED, FOLDING),
+          summary=_summary_fold, params={**CLOCK, "target_fps": "fold.target_fps", "max_luts": "fold.max_luts"}),
+    Stage("sim", sim_stage, config=("hw.clock_mhz",), reads=(FOLDED, FRAMES),
+          writes=(SIM_JSON, SIM_CYCLES, SIM_TIMELINE, SIM_OUT), summary=_summary_sim,
+          params={**CLOCK, "frames": "verify.frames"}),
+    Stage("hw", hw_stage, config=("hw",), reads=(FOLDED, FRAMES), writes=(BUILD,), summary=_summary_hw,
+          params={**CLOCK, "device": "hw.device", "frames": "hw.frames"}),
+    Stage("verify", verify_stage, config=("hw",),
           reads=(PACK_JSON, PARITY, DATAFLOW, FRAMES, SIM_OUT, BUILD), writes=(VERIFY,), summary=_summary_verify),
-    Stage("report", report, reads=(config.CONFIG_FILE, "train/metrics.jsonl", "train/curves.png", PACK_JSON, PARITY,
-                                   FOLDING, SIM_JSON, SIM_CYCLES, SIM_TIMELINE, BUILD, VERIFY), writes=(REPORT,),
-          summary=lambda r: f"wrote {REPORT}"),
+    Stage("report", report_stage, reads=(config.CONFIG_FILE, "train/metrics.jsonl", "train/curves.png", PACK_JSON,
+                                         PARITY, FOLDING, SIM_JSON, SIM_CYCLES, SIM_TIMELINE, BUILD, VERIFY),
+          writes=(REPORT,), summary=lambda r: f"wrote {REPORT}"),
 ]
 STAGE_NAMES = [s.name for s in STAGES]

@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 
 from onebit.atomic import write_json
-from onebit.errors import ConfigError, CosimError
+from onebit.errors import ConfigError, CosimError, GraphError
 from onebit.export.dataflow import graph as dfg
 from onebit.hw import verilator
 from onebit.hw.cosim import cosimulate
@@ -27,6 +27,15 @@ def random_inputs(model, frames: int, seed: int = 0) -> np.ndarray:
     return rng.integers(int(dt.min()), int(dt.max()) + 1, (frames, *shape[1:])).astype(np.float32)
 
 
+def _check_inputs(model, inputs) -> np.ndarray:
+    try:
+        return dfg.check_frames(model, np.asarray(inputs), "inputs")
+    except GraphError as e:
+        if e.param is None:  # check_frames names the frames' source in its message only
+            e.rename("inputs")
+        raise
+
+
 def build(graph: str | Path, out: str | Path, *, device: str = "ecp5-25k", clock_mhz: float = 50.0,
           frames: int = 2, inputs: np.ndarray | None = None, depths: dict | None = None, synth: bool = True,
           pnr: bool = True, log: Callable[[str], None] = lambda s: None, strict: bool = True) -> dict:
@@ -36,11 +45,11 @@ def build(graph: str | Path, out: str | Path, *, device: str = "ecp5-25k", clock
     RTL differs from the executor or the simulator (``strict``; the report is written first), FitError when
     the design does not fit ``device``."""
     if clock_mhz <= 0:
-        raise ConfigError(f"--clock-mhz: expected a positive number, got {clock_mhz}")
+        raise ConfigError(f"clock_mhz: expected a positive number, got {clock_mhz}", param="clock_mhz")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model = dfg.load_dataflow(graph)
-    x = random_inputs(model, frames) if inputs is None else dfg.check_frames(model, np.asarray(inputs), "--input")
+    x = random_inputs(model, frames) if inputs is None else _check_inputs(model, inputs)
     report: dict = {"graph": str(graph), "device": device, "clock_mhz": clock_mhz, "frames": int(len(x)),
                     "seconds": {}}
 

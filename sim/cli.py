@@ -8,47 +8,12 @@ Mistakes raise :class:`onebit.errors.OnebitError` subclasses, which ``onebit.cli
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import click
 
-from onebit.errors import ConfigError, GraphError
+from onebit.cli_args import load_fifo_depths, load_npy, positive
 
-
-def _positive(flag: str, value: float) -> float:
-    if value is None or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{flag}: expected a positive number, got {value!r}")
-    return value
-
-
-def _load_npy(path: str):
-    import numpy as np
-
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise GraphError(f"--input {path}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise GraphError(f"--input {path}: not a readable .npy array ({type(e).__name__}: {str(e)[:100]})") from None
-
-
-def load_depths(path: str | Path) -> dict:
-    """A ``--fifo-depths`` JSON file: {tensor | FIFO name | "producer -> consumer" | "default": depth}; a
-    ``fifo_depths`` entry of a simulator report is accepted too."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise GraphError(f"--fifo-depths {path}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise GraphError(f"--fifo-depths {path}: not a JSON object of depths ({type(e).__name__}: "
-                         f"{str(e)[:100]})") from None
-    if isinstance(data, dict) and isinstance(data.get("fifo_depths"), dict):
-        data = data["fifo_depths"]
-    if not isinstance(data, dict):
-        raise GraphError(f"--fifo-depths {path}: expected a JSON object {{edge: depth}}, got {type(data).__name__}")
-    return data
 
 
 @click.command("sim")
@@ -56,7 +21,7 @@ def load_depths(path: str | Path) -> dict:
 @click.option("--frames", type=int, default=None,
               help="Frames to simulate (default: all frames of --input, else 1).")
 @click.option("--clock-mhz", type=float, default=100.0, show_default=True, help="Clock for frames/s and us.")
-@click.option("--input", "input_npy", type=click.Path(dir_okay=False), default=None,
+@click.option("--input", "inputs", type=click.Path(dir_okay=False), default=None,
               help="Frames to execute bit-exactly (.npy, N x H x W x C integers of the graph's input type).")
 @click.option("--output", "output_npy", type=click.Path(dir_okay=False), default=None,
               help="Write the graph's output (the top-k labels) here as .npy; without --input, random frames "
@@ -69,7 +34,7 @@ def load_depths(path: str | Path) -> dict:
                    "(default: GRAPH without its suffix).")
 @click.option("--no-plots", is_flag=True, help="Write the JSON report only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of the table.")
-def sim(graph, frames, clock_mhz, input_npy, output_npy, fifo_depths, out_stem, no_plots, as_json):
+def sim_cmd(graph, frames, clock_mhz, inputs, output_npy, fifo_depths, out_stem, no_plots, as_json):
     """Simulate a dataflow graph: bit-exact outputs, cycles per layer, II, latency, FIFO depths, deadlocks."""
     import numpy as np
 
@@ -78,14 +43,14 @@ def sim(graph, frames, clock_mhz, input_npy, output_npy, fifo_depths, out_stem, 
     from onebit.sim.simulation import simulate
     from onebit.sim.report import build_report, format_report, write_report
 
-    _positive("--clock-mhz", clock_mhz)
-    if frames is not None and frames < 1:
-        raise ConfigError(f"--frames: expected an integer >= 1, got {frames}")
-    depths = load_depths(fifo_depths) if fifo_depths else None
+    positive("clock_mhz", clock_mhz)
+    if frames is not None:
+        positive("frames", frames, integer=True)
+    depths = load_fifo_depths(fifo_depths) if fifo_depths else None
     model = load_dataflow(graph)
     x = None
-    if input_npy:
-        x = _load_npy(input_npy)
+    if inputs:
+        x = load_npy(inputs)
     elif output_npy:
         dt = model.get_tensor_datatype(model.graph.input[0].name)
         shape = input_shape(model)

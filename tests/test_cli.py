@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from onebit.cli import main
 from testkit import call
-
-
-
 
 
 def assert_one_error_line(code: int, err: str, *named: str) -> None:
@@ -164,3 +161,89 @@ def test_errors_from_a_real_process(case, run_onebit, tmp_path, corrupt_run):
         proc, named = run_onebit("eval", path, cwd=tmp_path), str(path)
     assert_one_error_line(proc.returncode, proc.stderr, named)
     assert proc.stdout == ""
+
+
+# --------------------------------------------------------------------------- parameters and flags
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["summary", "--temperature", "0"], "--temperature: expected a positive number"),
+    (["train", "--wd", "-1", "--out", "r", "-q"], "--wd: expected a number >= 0, got -1.0"),
+    (["train", "--lr", "0", "--out", "r", "-q"], "--lr: expected a number > 0"),
+    (["train", "--momentum", "1", "--out", "r", "-q"], "--momentum: expected 0 <= momentum < 1"),
+])
+def test_library_errors_are_named_by_the_flag_typed(capsys, tmp_path, monkeypatch, args, flag):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = call(capsys, *args)
+    assert_one_error_line(code, err, flag)
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("command, param, flag", [
+    ("fold", "target_fps", "--target-fps"), ("fold", "clock_mhz", "--clock-mhz"), ("fold", "max_luts", "--max-luts"),
+    ("sim", "frames", "--frames"), ("sim", "inputs", "--input"), ("build", "clock_mhz", "--clock-mhz"),
+    ("verify", "frames", "--frames"), ("train", "weight_decay", "--wd"), ("lower", "inputs", "--input"),
+])
+def test_main_names_a_parameter_by_the_invoked_commands_flag(command, param, flag):
+    from onebit.cli import user_message
+    from onebit.errors import FoldingError
+
+    err = FoldingError(f"{param} 7: expected something else", param=param)
+    assert user_message(err, [command, "x"]) == f"{flag} 7: expected something else"
+    assert user_message(err, ["summary"]) == str(err)  # no such option: the parameter's own name
+    assert user_message(FoldingError("frames: no param"), [command]) == "frames: no param"
+
+
+def test_cli_helpers(tmp_path):
+    import numpy as np
+
+    from onebit.cli_args import load_json_object, load_npy, positive
+    from onebit.errors import ConfigError, FoldingError, GraphError
+
+    assert positive("clock_mhz", 50.0) == 50.0 and positive("max_luts", 3, integer=True) == 3
+    for value, integer in [(0, False), (-1.5, False), (float("nan"), False), (float("inf"), False), (True, False),
+                           (2.5, True)]:
+        with pytest.raises(ConfigError) as info:
+            positive("max_luts", value, integer=integer)
+        assert info.value.param == "max_luts" and str(info.value).startswith("max_luts: expected a positive")
+    with pytest.raises(FoldingError):
+        positive("target_fps", 0, error=FoldingError)
+
+    np.save(tmp_path / "x.npy", np.arange(3))
+    assert load_npy(tmp_path / "x.npy").tolist() == [0, 1, 2]
+    (tmp_path / "bad.npy").write_text("not numpy")
+    for path in ("bad.npy", "missing.npy"):
+        with pytest.raises(GraphError, match=rf"^inputs \S*{path}: ") as info:
+            load_npy(tmp_path / path)
+        assert info.value.param == "inputs"
+
+    (tmp_path / "o.json").write_text('{"a": 1}')
+    (tmp_path / "l.json").write_text("[1]")
+    (tmp_path / "b.json").write_text("{")
+    assert load_json_object(tmp_path / "o.json", "config", "a folding") == {"a": 1}
+    for name, says in [("l.json", "expected a folding (an object), got list"), ("b.json", "not a folding"),
+                       ("none.json", "no such file")]:
+        with pytest.raises(ConfigError, match=f"^config .*{name}: {re.escape(says)}"):
+            load_json_object(tmp_path / name, "config", "a folding")
+
+
+def test_parity_lines_come_from_the_verdict_rows():
+    from onebit.cli import print_parity
+    from onebit.flow.verify import export_rows, format_checks
+
+    parity = {"frames": 4, "qonnx_vs_integer": {"max_abs_diff": 1e-7, "argmax_agreement": 1.0, "tolerance": 1e-4},
+              "integer_vs_dataflow": {"scores_identical": True, "labels_identical": True}}
+    lines = print_parity(parity)
+    assert lines[0] == "parity on 4 frames:"
+    assert [line.strip() for line in lines[1:]] == [line.strip() for line in format_checks(export_rows(parity))]
+    assert lines[-1].split()[0] == "pass"
+
+
+def test_float_bytes_counts_every_float32_tensor():
+    from onebit.training.config import parse_arch
+    from onebit.training.model import build_model
+    from onebit.training.pack import float_bytes
+
+    model = build_model(parse_arch("tiny", in_channels=1))
+    assert float_bytes(model) == 4 * sum(t.numel() for k, t in model.state_dict().items()
+                                         if "num_batches_tracked" not in k)

@@ -15,11 +15,11 @@ from onnx import helper
 
 from onebit.errors import FoldingError, GraphError
 from onebit.export.dataflow import folding as F
-from onebit.export.dataflow.fold_cli import fold
 from onebit.export.dataflow.executor import execute
+from onebit.export.dataflow.fold_cli import fold_cmd
 from onebit.export.dataflow.graph import get_op, load_dataflow, scores_name
 from onebit.export.dataflow.insert import DWC, FIFO, InsertDWC, InsertFIFO, RemoveStreamNodes, stream_edges
-from testkit import tiny_dataflow
+from testkit import call, tiny_dataflow
 
 CLOCK = 100.0
 
@@ -321,7 +321,7 @@ def test_report_folding_reapplies(graph_file):
 def test_fold_command_writes_graph_and_report(graph_file, tmp_path, frames, reference):
     runner = CliRunner()
     out = tmp_path / "folded.onnx"
-    res = runner.invoke(fold, [str(graph_file), "--target-fps", "100000", "--out", str(out)])
+    res = runner.invoke(fold_cmd, [str(graph_file), "--target-fps", "100000", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "II " in res.output and "MVAU" in res.output
     rep = json.loads((tmp_path / "folded.folding.json").read_text())
@@ -331,7 +331,7 @@ def test_fold_command_writes_graph_and_report(graph_file, tmp_path, frames, refe
     for k, v in execute(m, frames).items():
         np.testing.assert_array_equal(v, reference[k])
     # --json, a budget, the default output name
-    res = runner.invoke(fold, [str(graph_file), "--max-luts", "60000", "--clock-mhz", "200", "--json"])
+    res = runner.invoke(fold_cmd, [str(graph_file), "--max-luts", "60000", "--clock-mhz", "200", "--json"])
     assert res.exit_code == 0, res.output
     rep = json.loads(res.output)
     default = graph_file.with_name(graph_file.stem + "_folded.onnx")
@@ -339,10 +339,10 @@ def test_fold_command_writes_graph_and_report(graph_file, tmp_path, frames, refe
     assert graph_file.with_name(graph_file.stem + "_folded.folding.json").is_file()
     assert rep["totals"]["LUT"] <= 60000 and rep["totals"]["clock_mhz"] == 200
     # both: a target within a budget; and --config re-applies a report's folding
-    res = runner.invoke(fold, [str(graph_file), "--target-fps", "50000", "--max-luts", "10000000", "--out",
+    res = runner.invoke(fold_cmd, [str(graph_file), "--target-fps", "50000", "--max-luts", "10000000", "--out",
                                str(tmp_path / "both.onnx")])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(fold, [str(graph_file), "--config", str(tmp_path / "both.folding.json"), "--out",
+    res = runner.invoke(fold_cmd, [str(graph_file), "--config", str(tmp_path / "both.folding.json"), "--out",
                                str(tmp_path / "cfg.onnx"), "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["totals"]["ii_cycles"] == \
@@ -357,9 +357,9 @@ def test_fold_command_writes_graph_and_report(graph_file, tmp_path, frames, refe
     (["--target-fps", "1000", "--clock-mhz", "0"], "--clock-mhz: expected a positive number"),
     ([], "give --target-fps, --max-luts"),
 ])
-def test_fold_command_errors(graph_file, tmp_path, args, pattern):
-    res = CliRunner().invoke(fold, [str(graph_file), "--out", str(tmp_path / "x.onnx"), *args])
-    assert isinstance(res.exception, FoldingError) and re.search(pattern, str(res.exception)), res.output
+def test_fold_command_errors(graph_file, tmp_path, args, pattern, capsys):
+    code, _, err = call(capsys, "fold", graph_file, "--out", tmp_path / "x.onnx", *args)  # through cli.main
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: ") and re.search(pattern, err), err
     assert not (tmp_path / "x.onnx").exists()
 
 
@@ -367,7 +367,7 @@ def test_fold_command_through_main_prints_one_error_line(graph_file, capsys):
     from onebit import cli
 
     if "fold" not in cli.cli.commands:
-        cli.cli.add_command(fold)
+        cli.cli.add_command(fold_cmd)
     with pytest.raises(SystemExit) as e:
         cli.main(["fold", str(graph_file), "--target-fps", "1e12"])
     assert e.value.code == 2

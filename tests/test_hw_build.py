@@ -82,9 +82,11 @@ def test_verify_whole_chain(trained_run, tmp_path, capsys):
     code, out, err = call(capsys, "verify", run, "--out", tmp_path / "v", "--frames", 4, "--json")
     assert code == 0, err
     r = json.loads(out)
-    stages = {s["stage"]: s for s in r["stages"]}
-    assert r["all_identical"], stages
-    for name in ("PyTorch = QONNX", "QONNX = integer graph", "integer graph = dataflow graph",
-                 "dataflow graph = simulator", "simulator = RTL (outputs)", "simulator = RTL (cycles)"):
-        assert stages[name]["ok"], stages[name]
+    checks = {c["check"]: c for c in r["checks"]}
+    assert r["passed"] and not r["failed"], checks
+    for name in ("PyTorch = QONNX execution", "QONNX = integer graph", "PyTorch integer scores = integer graph",
+                 "integer graph = dataflow graph (scores, labels)", "dataflow graph = simulator (scores)",
+                 "dataflow graph = simulator (labels)", "RTL (Verilator) = reference executor, every edge",
+                 "RTL cycles = simulator, every beat"):
+        assert checks[name]["verdict"] == "pass", checks[name]
     assert r["cosim"]["frames"] == 4

@@ -434,18 +434,18 @@ def test_default_temperatures_are_the_seeds():
     (lambda: ArchConfig(depth=9), "depth"),
     (lambda: ArchConfig(depth=2), "depth"),
     (lambda: parse_arch("wrn-8-0"), "width"),
-    (lambda: parse_arch("tiny", abits=9), "--abits"),
-    (lambda: ArchConfig(abits=9), "--abits"),
+    (lambda: parse_arch("tiny", abits=9), "abits"),
+    (lambda: ArchConfig(abits=9), "abits"),
     (lambda: quant.srelu_quant(9), "--abits"),
     (lambda: quant.relu_quant(0), "--abits"),
-    (lambda: parse_arch("tiny", act="relu"), "--act"),
-    (lambda: ArchConfig(act="relu"), "--act"),
-    (lambda: parse_arch("foo"), "--arch"),
-    (lambda: parse_arch("wrn-20"), "--arch"),
+    (lambda: parse_arch("tiny", act="relu"), "act"),
+    (lambda: ArchConfig(act="relu"), "act"),
+    (lambda: parse_arch("foo"), "arch"),
+    (lambda: parse_arch("wrn-20"), "arch"),
     (lambda: parse_arch("wrn-20-10", temperature=0.0), "temperature"),
     (lambda: ArchConfig.from_dict({"depth": 8, "colour": 1}), "colour"),
 ])
-def test_bad_configs_raise_config_error_naming_the_flag(make, flag):
+def test_bad_configs_raise_config_error_naming_the_parameter(make, flag):
     with pytest.raises(ConfigError) as info:
         make()
     assert flag in str(info.value)

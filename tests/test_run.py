@@ -23,7 +23,7 @@ from onebit.flow import config
 from onebit.flow.cli import resolve_config
 from onebit.flow.engine import Context, Stage, locked, read_stamp, run_stages, stamp_path
 from onebit.flow.stages import STAGE_NAMES
-from onebit.flow.verify import FAIL, PASS, WARN, hw_rows
+from onebit.flow.verify import FAIL, PASS, SKIP, WARN, export_rows, format_checks, hw_rows, summary_line, verdict
 from testkit import call
 
 HW_CFG = {"device": "ecp5-25k", "clock_mhz": 50.0, "frames": 2, "synth": True, "pnr": True}
@@ -84,7 +84,7 @@ def test_run_folder_config_is_the_base(tmp_path):
     ("[train\n", ["c.toml", "TOML"]),
     ("[model]\nabits = 0\n", ["abits", "1..8"]),
     ("[model]\narch = \"wrn-7-1\"\n", ["depth"]),
-    ("[hw]\nclock_mhz = -5\n", ["clock_mhz", "--clock-mhz", "positive"]),
+    ("[hw]\nclock_mhz = -5\n", ["c.toml", "hw.clock_mhz", "positive"]),
     ("[hw]\nsynth = false\n", ["pnr", "synth"]),
 ])
 def test_bad_config_file_is_one_error_line(tmp_path, capsys, text, named):
@@ -92,6 +92,37 @@ def test_bad_config_file_is_one_error_line(tmp_path, capsys, text, named):
     code, _, err = call(capsys, "run", "--config", tmp_path / "c.toml", "--out", tmp_path / "out")
     assert_one_error_line(code, err, *named)
     assert not (tmp_path / "out" / "train").exists()
+
+
+def test_config_file_value_is_named_by_its_key_not_a_flag(tmp_path, capsys):
+    """The user wrote clock_mhz in run.toml and typed no --clock-mhz: the message must not name that flag."""
+    (tmp_path / "run.toml").write_text("[hw]\nclock_mhz = -5\n")
+    code, _, err = call(capsys, "run", "--config", tmp_path / "run.toml", "--out", tmp_path / "out")
+    assert_one_error_line(code, err, "run.toml", "hw.clock_mhz", "expected a positive number, got -5")
+    assert "--clock-mhz" not in err
+    code, _, err = call(capsys, "run", "--config", tmp_path / "run.toml", "--clock-mhz", "-7", "--out", tmp_path / "out")
+    assert_one_error_line(code, err, "--clock-mhz: expected a positive number, got -7")  # the flag wins, and is named
+    assert "hw.clock_mhz" not in err
+
+
+def test_train_device_in_config_is_not_the_fpga_flag(tmp_path, capsys):
+    """[train] device and `onebit run --device` (the FPGA) are different settings of the same library name."""
+    (tmp_path / "c.toml").write_text('[train]\ndevice = "tpu"\n')
+    code, _, err = call(capsys, "run", "--config", tmp_path / "c.toml", "--out", tmp_path / "out")
+    assert_one_error_line(code, err, "train.device", "tpu")
+    assert "--device" not in err
+
+
+def test_stage_errors_name_the_config_key(tmp_path):
+    """A library error raised inside a stage names the configuration key its parameter was given from."""
+    from onebit.errors import FoldingError
+
+    def fold(ctx):
+        raise FoldingError("target_fps: expected a positive number, got 0", param="target_fps")
+
+    with pytest.raises(FoldingError, match="^fold.target_fps: expected") as info:
+        run_stages([Stage("fold", fold, params={"target_fps": "fold.target_fps"})], Context(config.merge(), tmp_path))
+    assert info.value.param == "fold.target_fps"
 
 
 @pytest.mark.parametrize("args, named", [
@@ -187,6 +218,37 @@ def test_hw_verdicts():
                      "mismatches": ["MVAU_0: frame 0 element [0, 1] 3 vs 4"]}, "synth": None}
     rows = hw_rows(bad, HW_CFG)
     assert rows[0]["verdict"] == FAIL and "MVAU_0" in rows[0]["detail"]
+    assert [r["verdict"] for r in hw_rows(None, HW_CFG)] == [SKIP]
+
+
+PARITY = {"frames": 8, "pytorch_vs_qonnx": {"max_abs_diff": 2e-7, "argmax_agreement": 1.0, "tolerance": 1e-4},
+          "qonnx_vs_integer": {"max_abs_diff": 1e-7, "argmax_agreement": 1.0, "tolerance": 1e-4},
+          "pytorch_integer_view_vs_integer": {"identical": True, "differing_scores": 0},
+          "integer_vs_dataflow": {"scores_identical": True, "labels_identical": True}}
+
+
+def test_export_verdicts_are_computed_from_the_parity_numbers():
+    assert [r["verdict"] for r in export_rows(PARITY)] == [PASS] * 4
+    over = {**PARITY, "qonnx_vs_integer": {**PARITY["qonnx_vs_integer"], "max_abs_diff": 3e-4}}
+    assert [r["verdict"] for r in export_rows(over)] == [PASS, FAIL, PASS, PASS]
+    tie = {**PARITY, "pytorch_vs_qonnx": {**PARITY["pytorch_vs_qonnx"], "argmax_agreement": 0.875}}
+    assert export_rows(tie)[0]["verdict"] == WARN and "87.5 %" in export_rows(tie)[0]["detail"]
+    far = {**PARITY, "pytorch_vs_qonnx": {**PARITY["pytorch_vs_qonnx"], "max_abs_diff": 0.5}}
+    assert export_rows(far)[0]["verdict"] == FAIL
+    foreign = {k: v for k, v in PARITY.items() if not k.startswith("pytorch")}  # `onebit lower`: no PyTorch
+    assert [r["check"] for r in export_rows(foreign)] == ["QONNX = integer graph",
+                                                          "integer graph = dataflow graph (scores, labels)"]
+
+
+def test_one_verdict_and_one_vocabulary():
+    result = verdict(export_rows({**PARITY, "integer_vs_dataflow": {"scores_identical": True,
+                                                                   "labels_identical": False}}))
+    assert not result["passed"] and result["failed"] == ["integer graph = dataflow graph (scores, labels)"]
+    assert summary_line(result) == "FAILED: integer graph = dataflow graph (scores, labels)"
+    assert summary_line(verdict(export_rows(PARITY))) == "every check passes"
+    lines = format_checks(result["checks"])
+    assert lines[0].split() == ["verdict", "stage", "check", "detail"] and lines[-1].startswith("FAIL ")
+    assert {line.split()[0] for line in lines[1:]} <= {PASS, FAIL, WARN, "not"}
 
 
 # ----- end to end ------------------------------------------------------------------------------------------

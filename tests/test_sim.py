@@ -517,8 +517,8 @@ def test_sim_imports_neither_torch_nor_training(tiny, tmp_path):
     script = textwrap.dedent(f"""
         import sys
         from onebit.cli import cli, main
-        from onebit.sim.cli import sim
-        cli.add_command(sim)
+        from onebit.sim.cli import sim_cmd
+        cli.add_command(sim_cmd)
         try:
             main(["sim", {str(tiny)!r}, "--frames", "2", "--output", {str(tmp_path / 'y.npy')!r},
                   "--out", {str(tmp_path / 'r')!r}])

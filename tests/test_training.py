@@ -64,8 +64,17 @@ def test_sgdr_periods():
     assert TrainConfig(sgdr=[3, 3]).total_epochs() == 6
     assert parse_periods("2,4,8,16") == [2, 4, 8, 16]
     for bad in ("", "a,b", "2,0", "-1"):
-        with pytest.raises(ConfigError, match="--sgdr"):
+        with pytest.raises(ConfigError, match="^sgdr: ") as info:
             parse_periods(bad)
+        assert info.value.param == "sgdr"
+
+
+@pytest.mark.parametrize("field, value", [("batch_size", 0), ("eval_batch_size", 0), ("epochs", 0), ("lr", 0.0),
+                                          ("weight_decay", -1.0), ("momentum", 1.0), ("device", "tpu")])
+def test_train_config_errors_name_the_field(field, value):
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(**{field: value}).check()
+    assert info.value.param == field and str(info.value).startswith(f"{field}: "), str(info.value)
 
 
 # --------------------------------------------------------------------------- the trained run folder
@@ -185,7 +194,7 @@ def test_out_holding_a_run_is_refused_without_resume(trained_run, keep_torch_glo
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     with pytest.raises(CheckpointError) as info:
         Trainer(TrainConfig(epochs=1), run, quiet=True)
-    assert str(run) in str(info.value) and "--resume" in str(info.value)
+    assert str(run) in str(info.value) and "resume" in str(info.value)  # the CLI says --resume
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 

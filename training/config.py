@@ -32,23 +32,27 @@ class ArchConfig:
 
     def __post_init__(self):
         if self.depth < 8 or (self.depth - 2) % 6:
-            raise ConfigError(f"depth: expected 6n+2 with n >= 1 (8, 14, 20, 26, ...), got {self.depth}")
+            raise ConfigError(f"depth: expected 6n+2 with n >= 1 (8, 14, 20, 26, ...), got {self.depth}",
+                              param="depth")
         if self.width < 1:
-            raise ConfigError(f"width: expected a positive integer, got {self.width}")
+            raise ConfigError(f"width: expected a positive integer, got {self.width}", param="width")
         if self.act not in ACTIVATIONS:
-            raise ConfigError(f"--act: expected one of {', '.join(ACTIVATIONS)}, got {self.act!r}")
+            raise ConfigError(f"act: expected one of {', '.join(ACTIVATIONS)}, got {self.act!r}", param="act")
         if self.abits is not None and not 1 <= self.abits <= 8:
-            raise ConfigError(f"--abits: expected 1..8 (or none for float activations), got {self.abits}")
+            raise ConfigError(f"abits: expected 1..8 (or none for float activations), got {self.abits}",
+                              param="abits")
         if not 2 <= self.res_bits <= 16:
-            raise ConfigError(f"res_bits: expected 2..16, got {self.res_bits}")
-        if self.in_channels < 1 or self.num_classes < 2:
-            raise ConfigError(f"in_channels/num_classes: expected >= 1 / >= 2, got "
-                              f"{self.in_channels}/{self.num_classes}")
+            raise ConfigError(f"res_bits: expected 2..16, got {self.res_bits}", param="res_bits")
+        if self.in_channels < 1:
+            raise ConfigError(f"in_channels: expected >= 1, got {self.in_channels}", param="in_channels")
+        if self.num_classes < 2:
+            raise ConfigError(f"num_classes: expected >= 2, got {self.num_classes}", param="num_classes")
         if self.image_size < 4 or self.image_size % 4:
-            raise ConfigError(f"image size {self.image_size}: the WRN halves it twice (stride-2 conv and 2x2 "
-                              f"average pooling must agree), so it must be a multiple of 4")
+            raise ConfigError(f"image_size {self.image_size}: the WRN halves it twice (stride-2 conv and 2x2 "
+                              f"average pooling must agree), so it must be a multiple of 4", param="image_size")
         if self.temperature is not None and self.temperature <= 0:
-            raise ConfigError(f"temperature: expected a positive number, got {self.temperature}")
+            raise ConfigError(f"temperature: expected a positive number, got {self.temperature}",
+                              param="temperature")
 
     @property
     def blocks_per_stage(self) -> int:
@@ -127,7 +131,8 @@ def parse_arch(name: str, **overrides) -> ArchConfig:
     elif m := _WRN.match(key):
         base = dict(depth=int(m.group(1)), width=int(m.group(2)))
     else:
-        raise ConfigError(f"--arch: unknown architecture {name!r}; expected one of {', '.join(arch_names())}")
+        raise ConfigError(f"arch: unknown architecture {name!r}; expected one of {', '.join(arch_names())}",
+                          param="arch")
     base.update({k: v for k, v in overrides.items() if v is not None})
     if base.get("abits") == 0:  # explicit request for float activations
         base["abits"] = None

@@ -71,6 +71,11 @@ def payload_bytes(model: WRN) -> dict:
     return {"binary_bytes": bits // 8, "float_tensor_bytes": 4 * floats}
 
 
+def float_bytes(model: WRN) -> int:
+    """Bytes of the model's parameters and buffers stored as float32 (the unpacked checkpoint's weights)."""
+    return 4 * sum(t.numel() for name, t in model.state_dict().items() if not name.endswith("num_batches_tracked"))
+
+
 def load_packed(path: str | Path) -> tuple[WRN, dict]:
     path = Path(path)
     if not path.is_file():

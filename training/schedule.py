@@ -12,8 +12,9 @@ from onebit.errors import ConfigError
 
 def sgdr_periods(epochs: int, first: int = 2, mult: int = 2) -> list[int]:
     """Doubling periods (2, 4, 8, ...) until they cover ``epochs``; the last one may be cut short."""
-    if first < 1 or mult < 1:
-        raise ConfigError(f"--sgdr: expected a first period >= 1 and multiplier >= 1, got {first}, {mult}")
+    for name, value in (("first", first), ("mult", mult)):
+        if value < 1:
+            raise ConfigError(f"{name}: expected an integer >= 1, got {value}", param=name)
     periods, total = [], 0
     while total < epochs:
         periods.append(first * mult ** len(periods))
@@ -28,7 +29,8 @@ def parse_periods(text: str) -> list[int]:
     except ValueError:
         periods = []
     if not periods or min(periods) < 1:
-        raise ConfigError(f"--sgdr: expected comma-separated positive epoch counts like 2,4,8,16, got {text!r}")
+        raise ConfigError(f"sgdr: expected comma-separated positive epoch counts like 2,4,8,16, got {text!r}",
+                          param="sgdr")
     return periods
 
 

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from onebit.training import checkpoint as ckpt
 from onebit.training.augment import augment, default_cutout, default_shift
 from onebit.training.config import ArchConfig, parse_arch
 from onebit.training.data import Dataset, load_dataset
-from onebit.training.model import WRN, build_model
+from onebit.training.model import build_model
 from onebit.training.plot import plot_curves
 from onebit.training.schedule import SGDR, sgdr_periods
 
@@ -70,22 +70,24 @@ class TrainConfig:
         return self.epochs if self.epochs else sum(self.periods())
 
     def check(self) -> None:
-        for name in ("batch_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')}: expected a positive integer, got {getattr(self, name)}")
-        if self.epochs is not None and self.epochs < 1:
-            raise ConfigError(f"--epochs: expected a positive integer, got {self.epochs}")
-        if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise ConfigError(f"--lr/--wd/--momentum: expected lr > 0, wd >= 0, 0 <= momentum < 1, got "
-                              f"{self.lr}, {self.weight_decay}, {self.momentum}")
+        for name in ("batch_size", "eval_batch_size", "epochs"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name}: expected a positive integer, got {value}", param=name)
+        for name, ok, expected in [("lr", self.lr > 0, "a number > 0"),
+                                   ("weight_decay", self.weight_decay >= 0, "a number >= 0"),
+                                   ("momentum", 0 <= self.momentum < 1, "0 <= momentum < 1")]:
+            if not ok:
+                raise ConfigError(f"{name}: expected {expected}, got {getattr(self, name)}", param=name)
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
-            raise ConfigError(f"--device: expected auto, cpu or cuda[:N], got {self.device!r}")
+            raise ConfigError(f"device: expected auto, cpu or cuda[:N], got {self.device!r}", param="device")
 
     def arch_config(self, ds: Dataset) -> ArchConfig:
         h, w, c = ds.image_shape
         if h % 4 or w % 4:
-            raise ConfigError(f"--data {self.data}: images are {h}x{w}; the WRN halves them twice (stride-2 conv "
-                              f"and 2x2 average pooling must agree), so both sides must be multiples of 4")
+            raise ConfigError(f"data {self.data}: images are {h}x{w}; the WRN halves them twice (stride-2 conv "
+                              f"and 2x2 average pooling must agree), so both sides must be multiples of 4",
+                              param="data")
         return parse_arch(self.arch, binary=False if self.fp else None, act=self.act, abits=self.abits,
                           temperature=self.temperature, in_channels=c, num_classes=ds.num_classes,
                           image_size=h)
@@ -128,7 +130,7 @@ def pick_device(cfg: TrainConfig, dist: Distributed) -> torch.device:
         name = cfg.device
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError(f"--device {cfg.device}: CUDA is not available on this machine")
+            raise ConfigError(f"device {cfg.device}: CUDA is not available on this machine", param="device")
         if name == "cuda":
             name = f"cuda:{dist.local_rank}"
     return torch.device(name)
@@ -203,8 +205,8 @@ class Trainer:
     def _prepare_run_folder(self, resume: bool) -> None:
         path = self.out / ckpt.CHECKPOINT
         if path.exists() and not resume:
-            raise CheckpointError(f"{self.out}: already holds a run; pass --resume to continue it or choose "
-                                  f"another --out")
+            raise CheckpointError(f"{self.out}: already holds a run; resume it (resume=True) or choose another "
+                                  f"folder")
         if resume and path.exists():
             self._restore(ckpt.load_checkpoint(path))
         elif self.dist.main:

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from onebit.atomic import write_bytes, write_json
+from onebit.cli_args import load_json_object, positive
 from onebit.errors import FoldingError
 
 
@@ -24,16 +25,11 @@ def report_path(out: Path) -> Path:
     return out.with_suffix(".folding.json")
 
 
-def _load_config(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            cfg = json.load(f)
-    except FileNotFoundError:
-        raise FoldingError(f"--config {path}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise FoldingError(f"--config {path}: not a JSON folding config ({type(e).__name__}: {str(e)[:100]})") from None
-    if isinstance(cfg, dict) and isinstance(cfg.get("folding"), dict) and "layers" in cfg:
-        cfg = cfg["folding"]  # a .folding.json report written by this command
+def load_folding_config(path: str) -> dict:
+    """A folding config (FINN's node -> {PE, SIMD}), or the folding of a .folding.json report of this command."""
+    cfg = load_json_object(path, "config", "a JSON folding config", error=FoldingError)
+    if isinstance(cfg.get("folding"), dict) and "layers" in cfg:
+        cfg = cfg["folding"]
     return cfg
 
 
@@ -50,7 +46,7 @@ def _load_config(path: str) -> dict:
               help="Folded graph (default GRAPH with a _folded suffix); the report goes beside it as "
                    "<stem>.folding.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of the table.")
-def fold(graph, target_fps, clock_mhz, max_luts, config, out, as_json):
+def fold_cmd(graph, target_fps, clock_mhz, max_luts, config, out, as_json):
     """Fold a dataflow graph (PE/SIMD per layer), insert width converters, and report cycles and LUTs."""
     from onebit.export.dataflow import folding as F
     from onebit.export.dataflow.graph import load_dataflow
@@ -61,12 +57,12 @@ def fold(graph, target_fps, clock_mhz, max_luts, config, out, as_json):
         raise FoldingError("--config applies a given folding; it cannot be combined with --target-fps or --max-luts")
     if config is None and target_fps is None and max_luts is None:
         raise FoldingError("fold: give --target-fps, --max-luts (or both), or --config")
-    F.check_positive("--clock-mhz", clock_mhz)
+    positive("clock_mhz", clock_mhz, error=FoldingError)
     if target_fps is not None:
-        F.check_positive("--target-fps", target_fps)
+        positive("target_fps", target_fps, error=FoldingError)
     if max_luts is not None:
-        F.check_positive("--max-luts", max_luts, integer=True)
-    cfg = _load_config(config) if config is not None else None
+        positive("max_luts", max_luts, integer=True, error=FoldingError)
+    cfg = load_folding_config(config) if config is not None else None
     model = load_dataflow(graph)
     if cfg is not None:
         removed = F.strip_stream_nodes(model)

@@ -1,4 +1,4 @@
-"""What the command line front ends check and load the same way: positive numbers, ``.npy`` arrays, JSON objects,
+"""What the command line front ends load the same way: ``.npy`` arrays, JSON objects (FIFO depths, folding configs),
 and the flag that stands for a library parameter.
 
 Errors raised here name the parameter (``OnebitError(param=...)``), as library errors do; ``onebit.cli.main``
@@ -8,21 +8,12 @@ prints them with the flag of the invoked command's option of that name (:func:`f
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import click
 
 from onebit.errors import ConfigError, GraphError, OnebitError
 
-
-def positive(param: str, value, *, integer: bool = False, error: type[OnebitError] = ConfigError):
-    """``value`` if it is a finite number > 0 (and whole, with ``integer``); else ``error`` about ``param``."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    if not ok or (integer and int(value) != value):
-        kind = "a positive integer" if integer else "a positive number"
-        raise error(f"{param}: expected {kind}, got {value!r}", param=param)
-    return value
 
 
 def load_npy(path: str | Path, param: str = "inputs"):

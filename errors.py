@@ -5,6 +5,7 @@ The CLI prints ``error: <message>`` on one line and exits with status 2 for any 
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 
 
@@ -85,3 +86,12 @@ class FitError(OnebitError):
 
 class CosimError(OnebitError):
     """The RTL's outputs or cycles differ from the reference executor's or the simulator's."""
+
+
+def check_positive(param: str, value, *, integer: bool = False, error: type[OnebitError] = ConfigError):
+    """``value`` if it is a finite number > 0 (and whole, with ``integer``); else ``error`` naming ``param``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    if not ok or (integer and int(value) != value):
+        kind = "a positive integer" if integer else "a positive number"
+        raise error(f"{param}: expected {kind}, got {value!r}", param=param)
+    return value

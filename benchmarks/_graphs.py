@@ -12,7 +12,7 @@ def folded_wrn(folder: Path, arch: str, target_fps: float, clock_mhz: float, in_
     import torch
 
     from onebit.export.dataflow.convert import to_dataflow
-    from onebit.export.dataflow.folding import fold_for_target
+    from onebit.export.dataflow.folding_search import fold_for_target
     from onebit.export.graphs import clean, load_model
     from onebit.export.integer import to_integer_graph
     from onebit.export.qonnx_export import export_qonnx

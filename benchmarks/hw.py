@@ -62,7 +62,7 @@ def cnv_graph(folder: Path, width: float, fps: float, clock_mhz: float) -> tuple
     import torch
     from brevitas.export import export_qonnx
 
-    from onebit.export.dataflow.folding import fold_for_target
+    from onebit.export.dataflow.folding_search import fold_for_target
     from onebit.export.dataflow.graph import load_dataflow
     from onebit.export.pipeline import DATAFLOW_FILE, lower_file
 

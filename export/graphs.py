@@ -99,12 +99,14 @@ def with_batch(model: ModelWrapper, n: int) -> ModelWrapper:
     return m.transform(InferShapes())
 
 
-def check_input(model: ModelWrapper, x: np.ndarray, source: str = "input") -> None:
+def check_input(model: ModelWrapper, x: np.ndarray, source: str = "input", *, param: str | None = None) -> None:
+    """GraphError unless ``x`` fits the graph input; the message starts with ``source``, and ``param`` names the
+    library parameter ``x`` came from (when ``source`` is that name)."""
     name = model.graph.input[0].name
     expected = model.get_tensor_shape(name)
     if expected is not None and list(x.shape[1:]) != list(expected[1:]):
         raise GraphError(f"{source}: graph input {name!r} expects shape (N, {', '.join(map(str, expected[1:]))}), "
-                         f"got {tuple(x.shape)}")
+                         f"got {tuple(x.shape)}", param=param)
 
 
 def run(model: ModelWrapper, x: np.ndarray, return_all: bool = False):

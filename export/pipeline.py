@@ -12,7 +12,6 @@ Parity, stage by stage:
 from __future__ import annotations
 
 import io
-import json
 import time
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
 from onebit.atomic import write_bytes, write_json
-from onebit.errors import GraphError, ParityError, UnsupportedError
+from onebit.errors import ParityError, UnsupportedError
 from onebit.export import graphs
 from onebit.export.dataflow import graph as dfg
 from onebit.export.dataflow.executor import execute
@@ -129,9 +128,6 @@ def lower_and_check(qonnx: ModelWrapper, codes: np.ndarray, float_input: np.ndar
 def export_run(run: str | Path, out: str | Path, *, frames: int | None = None, top_k: int = 1,
                log: Callable[[str], None] = lambda s: None) -> dict:
     """Export a trained (or freshly initialised) onebit run folder; writes the three graphs and the report."""
-    import torch
-
-    from onebit.export.qonnx_export import export_qonnx
     from onebit.training.checkpoint import load_model
     from onebit.training.data import load_dataset
 
@@ -207,17 +203,14 @@ def lower_file(path: str | Path, out: str | Path, *, frames: int = 16, inputs: n
     ``inputs`` (optional) are the user's frames as the QONNX graph's float input (NCHW); by default random
     integer codes of the input quantizer's type are used.
     """
-    from qonnx.core.datatype import DataType
-
-    from onebit.export.integer import quant_params
+    from onebit.export.integer_lowering import Lowering
+    from onebit.export.integer_thresholds import quant_params
 
     out = Path(out)
     passes = Passes(log)
     with passes.step("load and clean QONNX"):
         qonnx = graphs.clean(graphs.load_model(path))
     quant = input_quantizer(qonnx, str(path))
-    from onebit.export.integer import Lowering
-
     scale, zp, levels = quant_params(Lowering(qonnx), quant)
     if np.asarray(scale).size != 1:
         raise UnsupportedError(f"node {quant.name}: per-channel input scale; expected one scale")
@@ -227,7 +220,7 @@ def lower_file(path: str | Path, out: str | Path, *, frames: int = 16, inputs: n
         rng = np.random.default_rng(seed)
         codes = rng.integers(int(levels[0]), int(levels[-1]) + 1, size=(frames, *shape[1:])).astype(np.float32)
     else:
-        graphs.check_input(qonnx, inputs, "--input")
+        graphs.check_input(qonnx, inputs, "inputs", param="inputs")
         codes = np.clip(np.round(inputs / scale), levels[0], levels[-1]).astype(np.float32)
     float_input = (codes * scale).astype(np.float32)
     integer, dataflow, report = lower_and_check(qonnx, codes, float_input, passes, None, top_k)

@@ -16,8 +16,7 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from onebit.cli_args import positive
-from onebit.errors import ConfigError, renamed
+from onebit.errors import ConfigError, check_positive, renamed
 from onebit.training.trainer import TrainConfig
 
 CONFIG_FILE = "run.toml"
@@ -152,7 +151,7 @@ TRAIN_PARAMS = {**ARCH_PARAMS, "data": "data.dataset",
 
 def _positive(cfg: dict, section: str, key: str, integer: bool = False) -> None:
     if cfg[section][key] is not None:
-        positive(f"{section}.{key}", cfg[section][key], integer=integer)
+        check_positive(f"{section}.{key}", cfg[section][key], integer=integer)
 
 
 def check_values(cfg: dict) -> None:

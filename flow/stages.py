@@ -118,7 +118,7 @@ def graph_io(model) -> dict:
 
 
 def fold_stage(ctx: Context) -> dict:
-    from onebit.export.dataflow.folding import fold_for_target
+    from onebit.export.dataflow.folding_search import fold_for_target
     from onebit.export.dataflow.graph import load_dataflow
 
     f, clock = ctx.cfg["fold"], ctx.cfg["hw"]["clock_mhz"]

@@ -6,7 +6,8 @@ import json
 
 import click
 
-from onebit.cli_args import load_npy, positive, stderr_log
+from onebit.cli_args import load_npy, stderr_log
+from onebit.errors import check_positive
 
 
 @click.command("build")
@@ -30,7 +31,7 @@ def build_cmd(graph, device, clock_mhz, out, frames, inputs, fifo_depths, no_syn
     from onebit.hw.synth import check_device
     from onebit.cli_args import load_fifo_depths
 
-    positive("clock_mhz", clock_mhz)
+    check_positive("clock_mhz", clock_mhz)
     check_device(device)
     x = load_npy(inputs) if inputs else None
     depths = load_fifo_depths(fifo_depths) if fifo_depths else None

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import click
 
-from onebit.cli_args import load_fifo_depths, load_npy, positive
+from onebit.cli_args import load_fifo_depths, load_npy
+from onebit.errors import check_positive
 
 
 
@@ -43,9 +44,9 @@ def sim_cmd(graph, frames, clock_mhz, inputs, output_npy, fifo_depths, out_stem,
     from onebit.sim.simulation import simulate
     from onebit.sim.report import build_report, format_report, write_report
 
-    positive("clock_mhz", clock_mhz)
+    check_positive("clock_mhz", clock_mhz)
     if frames is not None:
-        positive("frames", frames, integer=True)
+        check_positive("frames", frames, integer=True)
     depths = load_fifo_depths(fifo_depths) if fifo_depths else None
     model = load_dataflow(graph)
     x = None

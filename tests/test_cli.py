@@ -197,8 +197,9 @@ def test_main_names_a_parameter_by_the_invoked_commands_flag(command, param, fla
 def test_cli_helpers(tmp_path):
     import numpy as np
 
-    from onebit.cli_args import load_json_object, load_npy, positive
+    from onebit.cli_args import load_fifo_depths, load_json_object, load_npy
     from onebit.errors import ConfigError, FoldingError, GraphError
+    from onebit.errors import check_positive as positive
 
     assert positive("clock_mhz", 50.0) == 50.0 and positive("max_luts", 3, integer=True) == 3
     for value, integer in [(0, False), (-1.5, False), (float("nan"), False), (float("inf"), False), (True, False),
@@ -225,6 +226,10 @@ def test_cli_helpers(tmp_path):
                        ("none.json", "no such file")]:
         with pytest.raises(ConfigError, match=f"^config .*{name}: {re.escape(says)}"):
             load_json_object(tmp_path / name, "config", "a folding")
+    (tmp_path / "report.sim.json").write_text('{"fifo_depths": {"t": 4}, "ii": 9}')
+    assert load_fifo_depths(tmp_path / "report.sim.json") == {"t": 4} and load_fifo_depths(tmp_path / "o.json") == {"a": 1}
+    with pytest.raises(GraphError, match="^fifo_depths .*l.json: expected a JSON object of FIFO depths"):
+        load_fifo_depths(tmp_path / "l.json")
 
 
 def test_parity_lines_come_from_the_verdict_rows():

@@ -14,7 +14,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from onebit.cli import main
 from onebit.export.dataflow import graph as dfg
 from onebit.export.dataflow.executor import execute
-from onebit.export.integer import dtype_for
+from onebit.export.integer_lowering import dtype_for
 from onebit.export.pipeline import (DATAFLOW_FILE, INTEGER_FILE, QONNX_FILE, REPORT_FILE, Passes, export_model,
                                     export_run)
 from onebit.training.config import parse_arch

@@ -20,7 +20,8 @@ import torch
 from onnx import helper
 
 from onebit.errors import ConfigError, UnsupportedError
-from onebit.export import finn_interop as fi
+from onebit.export import finn_handoff, finn_worker
+from onebit.export.dataflow.base import FINN_DOMAIN
 from onebit.export.dataflow.convert import to_dataflow
 from onebit.export.dataflow.executor import execute
 from onebit.export.dataflow.graph import get_op, load_dataflow, scores_name
@@ -31,7 +32,7 @@ from onebit.training.config import parse_arch
 from onebit.training.model import build_model
 from testkit import randomise_bn
 
-FINN_OK, FINN_WHERE = fi.finn_available()
+FINN_OK, FINN_WHERE = finn_worker.finn_available()
 REQUIRED = os.environ.get("ONEBIT_REQUIRE_FINN") == "1"
 needs_finn = pytest.mark.skipif(not FINN_OK and not REQUIRED, reason=f"FINN+ not available: {FINN_WHERE}")
 
@@ -93,14 +94,15 @@ def test_finn_execution_equals_onebit(graphs, variant, channelpad):
     scores = scores_name(model)
     # every layer's output, the graph outputs and the scores among them (scores as a second graph output)
     names = [t for node in model.graph.node for t in node.output]
-    got = fi.finn_execute_tensors(fi.with_scores_output(model), x, names, channelpad=channelpad)
+    with_scores = finn_handoff.with_scores_output(model)
+    got = finn_worker.finn_execute_tensors(with_scores, x, names, channelpad=channelpad)
     bad = [t for t in names if not np.array_equal(got[t].reshape(ref[t].shape), ref[t])]
     assert not bad, f"FINN+ and onebit differ on {bad[:5]} (first of {len(bad)})"
     for t in [*outputs, scores]:
         assert np.array_equal(got[t].reshape(ref[t].shape), ref[t]), t
     assert len(np.unique(ref[scores].reshape(len(x), -1), axis=0)) > 1, "degenerate test: all frames score alike"
     if channelpad == "mvau":
-        top = fi.finn_execute(path, x)
+        top = finn_worker.finn_execute(path, x)
         assert np.array_equal(top.reshape(ref[outputs[0]].shape), ref[outputs[0]])
 
 
@@ -108,20 +110,20 @@ def test_finn_execution_equals_onebit(graphs, variant, channelpad):
 def test_finn_threshold_rounding_keeps_the_graph(graphs):
     """FINN+'s step_minimize_bit_width always runs RoundAndClipThresholds: it must not change a value."""
     require_finn()
-    if fi.finn_python() is not None:
+    if finn_worker.finn_python() is not None:
         (pytest.fail if REQUIRED else pytest.skip)("FINN+ runs in another interpreter; this check needs it in "
                                                    "process")
     from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
     from qonnx.transformation.infer_datatypes import InferDataTypes
 
     for path in graphs.values():
-        model = fi.prepare_for_finn(path)
+        model = finn_handoff.prepare_for_finn(path)
         annotated = {t: model.get_tensor_datatype(t) for t in model.get_all_tensor_names()}
         inferred = model.transform(InferDataTypes())
         assert all(inferred.get_tensor_datatype(t) == dt for t, dt in annotated.items())
         rounded = inferred.transform(RoundAndClipThresholds())
         x = frames(4, seed=3)
-        top = fi.finn_execute(rounded, x)
+        top = finn_worker.finn_execute(rounded, x)
         ref = execute(load_dataflow(path), x)[model.graph.output[0].name]
         assert np.array_equal(top.reshape(ref.shape), ref)
 
@@ -144,9 +146,10 @@ def cycle_table(model, finn: dict) -> tuple[list[tuple], str]:
 def test_finn_exp_cycles_equal_onebit(graphs, variant):
     require_finn()
     model = load_dataflow(graphs[variant])
-    finn = fi.finn_exp_cycles(graphs[variant], fi.DEFAULT_PART)
+    finn = finn_worker.finn_exp_cycles(graphs[variant], finn_worker.DEFAULT_PART)
     rows, table = cycle_table(model, finn)
-    print(f"\nexp_cycles per layer, {variant[0]} {variant[1]}-bit (folded), part {fi.DEFAULT_PART}\n{table}")
+    part = finn_worker.DEFAULT_PART
+    print(f"\nexp_cycles per layer, {variant[0]} {variant[1]}-bit (folded), part {part}\n{table}")
     checked = [r for r in rows if r[1] in SAME_CYCLES]
     assert checked and all(r[4] is not None for r in checked), "FINN+ reported no cycles for some layers"
     bad = [r for r in checked if r[2] != r[4]]
@@ -161,7 +164,7 @@ def node_attrs(node) -> dict:
 
 def test_write_finn_build(graphs, tmp_path):
     path = graphs[("srelu", 4)]
-    files = fi.write_finn_build(path, tmp_path / "b", board="Pynq-Z2", clock_mhz=125, target_fps=1000)
+    files = finn_handoff.write_finn_build(path, tmp_path / "b", board="Pynq-Z2", clock_mhz=125, target_fps=1000)
     for f in files.values():
         assert f.is_file(), f
     cfg = json.loads(files["build_config"].read_text())
@@ -175,7 +178,7 @@ def test_write_finn_build(graphs, tmp_path):
 
     source = load_dataflow(path)
     handoff = load_dataflow(files["model"])
-    assert all(n.domain == fi.FINN_DOMAIN for n in handoff.graph.node)
+    assert all(n.domain == FINN_DOMAIN for n in handoff.graph.node)
     assert "ChannelPad" not in {n.op_type for n in handoff.graph.node}
     # the hand-off graph computes the same as the source, ChannelPad's MVAU included
     x = frames(4, seed=2)
@@ -200,20 +203,20 @@ def test_write_finn_build(graphs, tmp_path):
 
 def test_write_finn_build_options(graphs, tmp_path):
     path = graphs[("bn-relu", 2)]
-    files = fi.write_finn_build(path, tmp_path / "p", fpga_part="xczu3eg-sbva484-1-e", folding="finn",
+    files = finn_handoff.write_finn_build(path, tmp_path / "p", fpga_part="xczu3eg-sbva484-1-e", folding="finn",
                                 target_fps=5000)
     cfg = json.loads(files["build_config"].read_text())
     assert cfg["fpga_part"] == "xczu3eg-sbva484-1-e" and "shell_flow_type" not in cfg
     assert "step_target_fps_parallelization" in cfg["steps"] and "folding_config_file" not in cfg
     assert "bitfile" not in cfg["generate_outputs"]
     with pytest.raises(ConfigError, match="unknown board"):
-        fi.write_finn_build(path, tmp_path / "x", board="NoSuchBoard")
+        finn_handoff.write_finn_build(path, tmp_path / "x", board="NoSuchBoard")
     with pytest.raises(ConfigError, match="board"):
-        fi.write_finn_build(path, tmp_path / "x")
+        finn_handoff.write_finn_build(path, tmp_path / "x")
     with pytest.raises(ConfigError, match="target_fps"):
-        fi.write_finn_build(path, tmp_path / "x", board="ZCU104", folding="finn")
+        finn_handoff.write_finn_build(path, tmp_path / "x", board="ZCU104", folding="finn")
     with pytest.raises(UnsupportedError, match="ChannelPad"):
-        fi.write_finn_build(path, tmp_path / "x", board="ZCU104", channelpad="error")
+        finn_handoff.write_finn_build(path, tmp_path / "x", board="ZCU104", channelpad="error")
 
 
 def insert_fifo(model, tensor: str, at_end: bool = False):
@@ -234,7 +237,7 @@ def insert_fifo(model, tensor: str, at_end: bool = False):
                 if name == tensor:
                     node.input[i] = new
     fifo = helper.make_node("StreamingFIFO", [src], [dst], name=f"StreamingFIFO_{len(model.graph.node)}",
-                            domain=fi.FINN_DOMAIN, backend="fpgadataflow", depth=8, folded_shape=[*shape, 1],
+                            domain=FINN_DOMAIN, backend="fpgadataflow", depth=8, folded_shape=[*shape, 1],
                             normal_shape=shape, dataType=dt.name)
     model.graph.node.insert(list(model.graph.node).index(producer) + 1, fifo)
     model.graph.value_info.append(helper.make_tensor_value_info(new, TensorProto.FLOAT, shape))
@@ -251,7 +254,7 @@ def test_write_finn_build_drops_onebit_fifos(graphs, tmp_path):
     x = frames(3, seed=4)
     out = source.graph.output[0].name
     assert np.array_equal(execute(load_dataflow(tmp_path / "fifo.onnx"), x)[out], execute(source, x)[out])
-    files = fi.write_finn_build(tmp_path / "fifo.onnx", tmp_path / "b", board="ZCU104")
+    files = finn_handoff.write_finn_build(tmp_path / "fifo.onnx", tmp_path / "b", board="ZCU104")
     handoff = load_dataflow(files["model"])
     assert "StreamingFIFO" not in {n.op_type for n in handoff.graph.node}
     assert handoff.graph.output[0].name == out
@@ -259,21 +262,25 @@ def test_write_finn_build_drops_onebit_fifos(graphs, tmp_path):
     assert len(json.loads(files["handoff"].read_text())["removed"]) == 2
 
 
+def test_cycle_estimates_default_to_the_zcu104():
+    assert finn_worker.DEFAULT_PART == finn_handoff.BOARDS["ZCU104"][0]
+
+
 def test_missing_finn_is_reported(monkeypatch, tmp_path):
-    monkeypatch.setenv(fi.ENV_PYTHON, str(tmp_path / "no-python"))
-    with pytest.raises(fi.FinnError, match="not an executable"):
-        fi.finn_python()
-    monkeypatch.delenv(fi.ENV_PYTHON)
-    monkeypatch.setattr(fi, "_IN_PROCESS", False)
-    with pytest.raises(fi.FinnError, match="FINN\\+ not installed; see DEVELOPERS.md"):
-        fi.finn_exp_cycles("unused.onnx")
+    monkeypatch.setenv(finn_worker.ENV_PYTHON, str(tmp_path / "no-python"))
+    with pytest.raises(finn_worker.FinnError, match="not an executable"):
+        finn_worker.finn_python()
+    monkeypatch.delenv(finn_worker.ENV_PYTHON)
+    monkeypatch.setattr(finn_worker, "_IN_PROCESS", False)
+    with pytest.raises(finn_worker.FinnError, match="FINN\\+ not installed; see DEVELOPERS.md"):
+        finn_worker.finn_exp_cycles("unused.onnx")
 
 
 def finn_builder_python() -> tuple[str | None, str]:
     """``(interpreter with FINN+'s builder, "")``, or ``(None, why not)``."""
     if not FINN_OK:
         return None, f"FINN+ not available: {FINN_WHERE}"
-    python = fi.finn_python() or sys.executable
+    python = finn_worker.finn_python() or sys.executable
     probe = subprocess.run([python, "-c", "import mashumaro, mip, pandas, finn.builder.build_dataflow_config"],
                            capture_output=True, timeout=300)
     if probe.returncode != 0:
@@ -288,7 +295,7 @@ def test_finn_builder_runs_the_build_folder(graphs, tmp_path):
     if python is None:
         pytest.skip(why)
     path = graphs[("srelu", 4)]
-    files = fi.write_finn_build(path, tmp_path / "b", board="Pynq-Z2", clock_mhz=100)
+    files = finn_handoff.write_finn_build(path, tmp_path / "b", board="Pynq-Z2", clock_mhz=100)
     build = files["build_script"].parent
     env = {k: v for k, v in os.environ.items() if k not in ("XILINX_VIVADO", "FINN_BUILD_DIR", "FINN_SETTINGS")}
     snippet = ("import json, sys; from finn.builder.build_dataflow_config import DataflowBuildConfig as C; "

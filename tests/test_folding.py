@@ -14,7 +14,9 @@ from click.testing import CliRunner
 from onnx import helper
 
 from onebit.errors import FoldingError, GraphError
-from onebit.export.dataflow import folding as F
+from onebit.export.dataflow.folding import apply_folding, divisors, strip_stream_nodes
+from onebit.export.dataflow.folding_report import cycles, folding_report, format_report, initiation_interval
+from onebit.export.dataflow.folding_search import Search, fold_for_budget, fold_for_target
 from onebit.export.dataflow.executor import execute
 from onebit.export.dataflow.fold_cli import fold_cmd
 from onebit.export.dataflow.graph import get_op, load_dataflow, scores_name
@@ -77,24 +79,24 @@ def test_divisibility_error_names_node_attribute_and_divisors(model):
     mh = attr(mvau, "MH")
     bad = next(p for p in range(2, mh + 2) if mh % p)
     with pytest.raises(FoldingError, match=rf"node {mvau.name} \(MVAU\): PE={bad} must divide {mh}; allowed: 1, ") as e:
-        F.apply_folding(model, {mvau.name: {"PE": bad}})
+        apply_folding(model, {mvau.name: {"PE": bad}})
     assert "\n" not in str(e.value)
     thr = first(model, "Thresholding")
     with pytest.raises(FoldingError, match=rf"{thr.name} \(Thresholding\): PE=0 must divide"):
-        F.apply_folding(model, {thr.name: {"PE": 0}})
+        apply_folding(model, {thr.name: {"PE": 0}})
     with pytest.raises(FoldingError, match="no node named 'nope'"):
-        F.apply_folding(model, {"nope": {"PE": 1}})
+        apply_folding(model, {"nope": {"PE": 1}})
     with pytest.raises(FoldingError, match=rf"{thr.name} \(Thresholding\): no folding attribute 'SIMD'; expected one "
                                            r"of PE"):
-        F.apply_folding(model, {thr.name: {"SIMD": 1}})
+        apply_folding(model, {thr.name: {"SIMD": 1}})
     with pytest.raises(FoldingError, match="must divide"):
-        F.apply_folding(model, {mvau.name: {"SIMD": 2.0}})
+        apply_folding(model, {mvau.name: {"SIMD": 2.0}})
 
 
 def test_parallel_window_needs_full_simd(model):
     swg = next(n for n in model.graph.node if n.op_type == "ConvolutionInputGenerator" and attr(n, "IFMChannels") > 1)
     with pytest.raises(FoldingError, match=rf"{swg.name} .*parallel_window=1 needs depthwise=0 and SIMD = IFMChannels"):
-        F.apply_folding(model, {swg.name: {"SIMD": 1, "parallel_window": 1}})
+        apply_folding(model, {swg.name: {"SIMD": 1, "parallel_window": 1}})
 
 
 def test_swg_and_padding_follow_the_mvau(model):
@@ -103,20 +105,20 @@ def test_swg_and_padding_follow_the_mvau(model):
     swg = model.find_producer(mvau.input[0])
     pad = model.find_producer(swg.input[0])
     assert (swg.op_type, pad.op_type) == ("ConvolutionInputGenerator", "FMPadding")
-    F.apply_folding(model, {mvau.name: {"SIMD": 8, "PE": 4}})
+    apply_folding(model, {mvau.name: {"SIMD": 8, "PE": 4}})
     assert (attr(swg, "SIMD"), attr(swg, "parallel_window"), attr(pad, "SIMD")) == (8, 0, 8)
-    F.apply_folding(model, {mvau.name: {"SIMD": 144}})
+    apply_folding(model, {mvau.name: {"SIMD": 144}})
     assert (attr(swg, "SIMD"), attr(swg, "parallel_window"), attr(pad, "SIMD")) == (16, 1, 16)
     assert get_op(swg).outstream_width() == get_op(mvau).instream_width(0)  # a whole window per beat
-    F.apply_folding(model, {mvau.name: {"SIMD": 48}})  # 3 taps per beat: whole windows, then a DWC
+    apply_folding(model, {mvau.name: {"SIMD": 48}})  # 3 taps per beat: whole windows, then a DWC
     assert (attr(swg, "SIMD"), attr(swg, "parallel_window")) == (16, 1)
     # a depthwise SWG uses its Pool's PE
     pool = first(model, "Pool")
     dw = model.find_producer(pool.input[0])
-    F.apply_folding(model, {pool.name: {"PE": 4}})
+    apply_folding(model, {pool.name: {"PE": 4}})
     assert attr(dw, "SIMD") == 4 and get_op(dw).outstream_width() == get_op(pool).instream_width(0)
     # an explicitly given SWG keeps its value
-    F.apply_folding(model, {mvau.name: {"SIMD": 4}, swg.name: {"SIMD": 2}})
+    apply_folding(model, {mvau.name: {"SIMD": 4}, swg.name: {"SIMD": 2}})
     assert attr(swg, "SIMD") == 2
 
 
@@ -126,11 +128,11 @@ def test_cycles_follow_finn_closed_forms(model):
     cfg = {}
     for n in mvaus:
         mw, mh = attr(n, "MW"), attr(n, "MH")
-        cfg[n.name] = {"PE": F.divisors(mh)[1], "SIMD": F.divisors(mw)[-2]}
+        cfg[n.name] = {"PE": divisors(mh)[1], "SIMD": divisors(mw)[-2]}
     thr = [n for n in model.graph.node if n.op_type == "Thresholding" and attr(n, "NumChannels") % 2 == 0]
     cfg.update({n.name: {"PE": 2} for n in thr})
-    F.apply_folding(model, cfg)
-    cyc = F.cycles(model)
+    apply_folding(model, cfg)
+    cyc = cycles(model)
     for n in mvaus:
         mw, mh = attr(n, "MW"), attr(n, "MH")
         pe, simd = cfg[n.name]["PE"], cfg[n.name]["SIMD"]
@@ -149,34 +151,34 @@ def test_cycles_follow_finn_closed_forms(model):
                 assert cyc[n.name] == h * w * cf + 2
             else:
                 assert cyc[n.name] == (2 * w + 3) * cf + oh * max(ow * 9 * cf, w * cf)
-    assert F.initiation_interval(model) == max(cyc.values())
+    assert initiation_interval(model) == max(cyc.values())
 
 
 def test_one_mvau_by_hand(model):
     mvau = next(n for n in model.graph.node if n.op_type == "MVAU" and attr(n, "MW") == 144 and attr(n, "MH") == 16)
-    F.apply_folding(model, {mvau.name: {"PE": 4, "SIMD": 8}})
+    apply_folding(model, {mvau.name: {"PE": 4, "SIMD": 8}})
     vecs = int(np.prod(attr(mvau, "numInputVectors")))
-    assert F.cycles(model)[mvau.name] == (16 // 4) * (144 // 8) * vecs == 4 * 18 * 64
+    assert cycles(model)[mvau.name] == (16 // 4) * (144 // 8) * vecs == 4 * 18 * 64
 
 
 def test_report_rows_and_totals(model):
-    rep = F.folding_report(model, CLOCK)
+    rep = folding_report(model, CLOCK)
     json.dumps(rep)
     t = rep["totals"]
-    assert t["ii_cycles"] == F.initiation_interval(model) == max(r["cycles"] for r in rep["layers"])
+    assert t["ii_cycles"] == initiation_interval(model) == max(r["cycles"] for r in rep["layers"])
     assert t["fps"] == pytest.approx(CLOCK * 1e6 / t["ii_cycles"])
     assert t["LUT"] == sum(r["LUT"] for r in rep["layers"]) and t["latency_cycles"] >= t["ii_cycles"]
     assert {r["name"] for r in rep["layers"]} == {n.name for n in model.graph.node}
-    text = F.format_report(rep)
+    text = format_report(rep)
     assert "II " in text and t["bottleneck"] in text
 
 
 # ----- the search -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("fps", [2e4, 1.5e5, 5e5])
 def test_fold_for_target_meets_the_target_everywhere(model, fps):
-    model, rep = F.fold_for_target(model, fps, CLOCK)
+    model, rep = fold_for_target(model, fps, CLOCK)
     target = CLOCK * 1e6 / fps
-    cyc = F.cycles(model)  # DWCs included
+    cyc = cycles(model)  # DWCs included
     assert any(n.op_type == DWC for n in model.graph.node) or fps < 1e5
     assert max(cyc.values()) <= target
     assert rep["totals"]["fps"] >= fps and rep["totals"]["ii_cycles"] == max(cyc.values())
@@ -187,10 +189,10 @@ def test_fold_for_target_meets_the_target_everywhere(model, fps):
 
 def test_fold_for_target_is_least_parallel_per_unit(model):
     target = CLOCK * 1e6 / 5e4
-    F.fold_for_target(model, 5e4, CLOCK)
+    fold_for_target(model, 5e4, CLOCK)
     bare = copy.deepcopy(model)
-    assert F.strip_stream_nodes(bare) > 0
-    search = F.Search(bare)  # (resets the copy's folding to the least parallel)
+    assert strip_stream_nodes(bare) > 0
+    search = Search(bare)  # (resets the copy's folding to the least parallel)
     for u in search.units:  # no cheaper folding of a unit also meets the target
         chosen = next(k for k, r in enumerate(u.rungs)
                       if all(attr(node(model, n), a) == v for n, attrs in r.items() for a, v in attrs.items()))
@@ -199,52 +201,52 @@ def test_fold_for_target_is_least_parallel_per_unit(model):
 
 def test_too_high_fps_names_the_bottleneck(model):
     with pytest.raises(FoldingError) as e:
-        F.fold_for_target(copy.deepcopy(model), 1e9, CLOCK)
+        fold_for_target(copy.deepcopy(model), 1e9, CLOCK)
     msg = str(e.value)
     m = re.search(r"node (\S+) \((\w+)\) needs at least ([\d,]+) cycles per frame even fully unfolded, i\.e\. at "
                   r"most ([\d,]+) fps", msg)
-    assert m and msg.startswith("--target-fps 1e+09") and "\n" not in msg, msg
+    assert m and msg.startswith("target_fps 1e+09") and "\n" not in msg, msg
     best = int(m.group(3).replace(",", ""))
     assert node(model, m.group(1)).op_type == m.group(2)
     # the bound is exact: that node's best is the fastest the graph can go
-    _, rep = F.fold_for_target(copy.deepcopy(model), CLOCK * 1e6 / best, CLOCK)
+    _, rep = fold_for_target(copy.deepcopy(model), CLOCK * 1e6 / best, CLOCK)
     assert rep["totals"]["ii_cycles"] == best
     with pytest.raises(FoldingError, match=m.group(1)):
-        F.fold_for_target(copy.deepcopy(model), CLOCK * 1e6 / (best - 1), CLOCK)
+        fold_for_target(copy.deepcopy(model), CLOCK * 1e6 / (best - 1), CLOCK)
 
 
 @pytest.mark.parametrize("bad", [0, -5, float("nan")])
 def test_nonpositive_targets_are_rejected(model, bad):
-    with pytest.raises(FoldingError, match="--target-fps: expected a positive number"):
-        F.fold_for_target(model, bad, CLOCK)
-    with pytest.raises(FoldingError, match="--max-luts: expected a positive integer"):
-        F.fold_for_budget(model, bad, CLOCK)
+    with pytest.raises(FoldingError, match="target_fps: expected a positive number"):
+        fold_for_target(model, bad, CLOCK)
+    with pytest.raises(FoldingError, match="max_luts: expected a positive integer"):
+        fold_for_budget(model, bad, CLOCK)
 
 
 def test_budget_search_never_exceeds_the_budget(model):
-    least = F.Search(copy.deepcopy(model)).total_lut()
+    least = Search(copy.deepcopy(model)).total_lut()
     iis = []
     for budget in [least, int(least * 1.3), int(least * 2), int(least * 5), 10**9]:
-        m, rep = F.fold_for_budget(copy.deepcopy(model), budget, CLOCK)
+        m, rep = fold_for_budget(copy.deepcopy(model), budget, CLOCK)
         assert rep["totals"]["LUT"] <= budget and rep["search"]["estimated_LUT"] == rep["totals"]["LUT"]
-        assert rep["totals"]["ii_cycles"] == F.initiation_interval(m)
+        assert rep["totals"]["ii_cycles"] == initiation_interval(m)
         iis.append(rep["totals"]["ii_cycles"])
     assert iis[-1] < iis[0] and iis == sorted(iis, reverse=True)
     # an unlimited budget reaches the fastest folding there is
-    best = max(s.stats[-1][0] for s in F.Search(copy.deepcopy(model)).units)
+    best = max(s.stats[-1][0] for s in Search(copy.deepcopy(model)).units)
     assert iis[-1] == best
-    with pytest.raises(FoldingError, match=rf"--max-luts {least - 1:,}: even the least parallel folding"):
-        F.fold_for_budget(copy.deepcopy(model), least - 1, CLOCK)
+    with pytest.raises(FoldingError, match=rf"max_luts {least - 1:,}: even the least parallel folding"):
+        fold_for_budget(copy.deepcopy(model), least - 1, CLOCK)
 
 
 def test_target_within_budget(model):
-    _, rep = F.fold_for_target(copy.deepcopy(model), 5e4, CLOCK)
+    _, rep = fold_for_target(copy.deepcopy(model), 5e4, CLOCK)
     need = rep["totals"]["LUT"]
-    _, rep2 = F.fold_for_target(copy.deepcopy(model), 5e4, CLOCK, max_luts=need)
+    _, rep2 = fold_for_target(copy.deepcopy(model), 5e4, CLOCK, max_luts=need)
     assert rep2["totals"]["LUT"] == need
-    with pytest.raises(FoldingError, match=r"--target-fps 50000 needs about [\d,]+ LUTs .* over --max-luts .* that "
+    with pytest.raises(FoldingError, match=r"target_fps 50000 needs about [\d,]+ LUTs .* over max_luts .* that "
                                            r"budget reaches about [\d,]+ fps"):
-        F.fold_for_target(copy.deepcopy(model), 5e4, CLOCK, max_luts=need - 1)
+        fold_for_target(copy.deepcopy(model), 5e4, CLOCK, max_luts=need - 1)
 
 
 # ----- DWCs and FIFOs: execution stays bit-identical ----------------------------------------------------------
@@ -257,7 +259,7 @@ def check_annotations(model):
 
 
 def test_folded_graph_with_dwcs_and_fifos_executes_identically(model, frames, reference):
-    model, _ = F.fold_for_target(model, 2e5, CLOCK)
+    model, _ = fold_for_target(model, 2e5, CLOCK)
     n_dwc = sum(n.op_type == DWC for n in model.graph.node)
     assert n_dwc > 0
     assert all(re.fullmatch(rf"{DWC}_\d+", n.name) for n in model.graph.node if n.op_type == DWC)
@@ -294,15 +296,15 @@ def test_folded_graph_with_dwcs_and_fifos_executes_identically(model, frames, re
 
 
 def test_insert_fifo_needs_matching_widths(model):
-    F.apply_folding(model, {first(model, "MVAU").name: {"PE": 2}})
+    apply_folding(model, {first(model, "MVAU").name: {"PE": 2}})
     with pytest.raises(GraphError, match=r"stream widths differ .*\(InsertDWC\)"):
         InsertFIFO().apply(model)
 
 
 def test_refolding_a_folded_graph(model, frames, reference):
-    model, _ = F.fold_for_target(model, 2e5, CLOCK)
+    model, _ = fold_for_target(model, 2e5, CLOCK)
     InsertFIFO().apply(model)
-    model, rep = F.fold_for_budget(model, 40_000, CLOCK)
+    model, rep = fold_for_budget(model, 40_000, CLOCK)
     assert rep["search"]["removed_stream_nodes"] > 0 and not any(n.op_type == FIFO for n in model.graph.node)
     assert rep["totals"]["LUT"] <= 40_000
     for k, v in execute(model, frames).items():
@@ -310,11 +312,11 @@ def test_refolding_a_folded_graph(model, frames, reference):
 
 
 def test_report_folding_reapplies(graph_file):
-    m1, rep = F.fold_for_target(load_dataflow(graph_file), 1e5, CLOCK)
+    m1, rep = fold_for_target(load_dataflow(graph_file), 1e5, CLOCK)
     m2 = load_dataflow(graph_file)
-    F.apply_folding(m2, json.loads(json.dumps(rep["folding"])))
+    apply_folding(m2, json.loads(json.dumps(rep["folding"])))
     InsertDWC().apply(m2)
-    assert F.cycles(m2) == F.cycles(m1)
+    assert cycles(m2) == cycles(m1)
 
 
 # ----- the command ----------------------------------------------------------------------------------------
@@ -327,7 +329,7 @@ def test_fold_command_writes_graph_and_report(graph_file, tmp_path, frames, refe
     rep = json.loads((tmp_path / "folded.folding.json").read_text())
     assert rep["graph"] == str(out) and rep["totals"]["fps"] >= 1e5
     m = load_dataflow(out)
-    assert F.initiation_interval(m) == rep["totals"]["ii_cycles"]
+    assert initiation_interval(m) == rep["totals"]["ii_cycles"]
     for k, v in execute(m, frames).items():
         np.testing.assert_array_equal(v, reference[k])
     # --json, a budget, the default output name

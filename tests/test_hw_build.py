@@ -12,7 +12,7 @@ import pytest
 
 from testkit import call, tiny_dataflow
 from onebit.errors import CosimError
-from onebit.export.dataflow.folding import fold_for_target
+from onebit.export.dataflow.folding_search import fold_for_target
 from onebit.export.dataflow.graph import load_dataflow
 from onebit.hw.build import random_inputs
 from onebit.hw.cosim import cosimulate

@@ -25,7 +25,8 @@ from onebit.errors import UnsupportedError
 from onebit.export import graphs
 from onebit.export.dataflow import graph as dfg
 from onebit.export.dataflow.executor import execute
-from onebit.export.integer import Lowering, quant_params
+from onebit.export.integer_lowering import Lowering
+from onebit.export.integer_thresholds import quant_params
 from onebit.export.pipeline import (DATAFLOW_FILE, INTEGER_FILE, QONNX_FILE, REPORT_FILE, input_quantizer,
                                     lower_file)
 

@@ -539,7 +539,7 @@ def test_sim_imports_neither_torch_nor_training(tiny, tmp_path):
 def test_steady_state_extension_is_exact(tiny, fold_fps):
     """Frames past a proven steady state are extended, not simulated, and land on the same cycles as simulating
     every frame; the sizing holds the throughput (every frame leaves one II after the one before, on average)."""
-    from onebit.export.dataflow.folding import fold_for_target
+    from onebit.export.dataflow.folding_search import fold_for_target
 
     model = load_dataflow(tiny)
     if fold_fps:

@@ -325,7 +325,7 @@ class Converter:
 
 
 def dtype_of(values: np.ndarray) -> DataType:
-    from onebit.export.integer import dtype_for
+    from onebit.export.integer_lowering import dtype_for
 
     return dtype_for(float(values.min()), float(values.max()))
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 
 from onebit.atomic import write_bytes, write_json
-from onebit.cli_args import load_json_object, positive
-from onebit.errors import FoldingError
+from onebit.cli_args import load_json_object
+from onebit.errors import FoldingError, check_positive
 
 
 def default_out(graph: Path) -> Path:
@@ -48,7 +48,9 @@ def load_folding_config(path: str) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of the table.")
 def fold_cmd(graph, target_fps, clock_mhz, max_luts, config, out, as_json):
     """Fold a dataflow graph (PE/SIMD per layer), insert width converters, and report cycles and LUTs."""
-    from onebit.export.dataflow import folding as F
+    from onebit.export.dataflow.folding import apply_folding, strip_stream_nodes
+    from onebit.export.dataflow.folding_report import folding_report, format_report
+    from onebit.export.dataflow.folding_search import fold as fold_search
     from onebit.export.dataflow.graph import load_dataflow
     from onebit.export.dataflow.insert import InsertDWC
 
@@ -57,22 +59,22 @@ def fold_cmd(graph, target_fps, clock_mhz, max_luts, config, out, as_json):
         raise FoldingError("--config applies a given folding; it cannot be combined with --target-fps or --max-luts")
     if config is None and target_fps is None and max_luts is None:
         raise FoldingError("fold: give --target-fps, --max-luts (or both), or --config")
-    positive("clock_mhz", clock_mhz, error=FoldingError)
+    check_positive("clock_mhz", clock_mhz, error=FoldingError)
     if target_fps is not None:
-        positive("target_fps", target_fps, error=FoldingError)
+        check_positive("target_fps", target_fps, error=FoldingError)
     if max_luts is not None:
-        positive("max_luts", max_luts, integer=True, error=FoldingError)
+        check_positive("max_luts", max_luts, integer=True, error=FoldingError)
     cfg = load_folding_config(config) if config is not None else None
     model = load_dataflow(graph)
     if cfg is not None:
-        removed = F.strip_stream_nodes(model)
-        F.apply_folding(model, cfg)
+        removed = strip_stream_nodes(model)
+        apply_folding(model, cfg)
         InsertDWC().apply(model)
-        report = F.folding_report(model, clock_mhz)
+        report = folding_report(model, clock_mhz)
         report["search"] = {"config": str(config), "target_fps": None, "max_luts": None,
                             "removed_stream_nodes": removed, "stop": f"folding from {config}"}
     else:
-        model, report = F.fold(model, target_fps=target_fps, clock_mhz=clock_mhz, max_luts=max_luts)
+        model, report = fold_search(model, target_fps=target_fps, clock_mhz=clock_mhz, max_luts=max_luts)
     out = Path(out) if out else default_out(graph)
     rpath = report_path(out)
     report = {"graph": str(out), "source": str(graph), "report": str(rpath), **report}
@@ -81,5 +83,5 @@ def fold_cmd(graph, target_fps, clock_mhz, max_luts, config, out, as_json):
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
-        click.echo(F.format_report(report))
+        click.echo(format_report(report))
         click.echo(f"wrote {out} and {rpath}")

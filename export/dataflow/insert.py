@@ -3,7 +3,8 @@
 - :class:`InsertDWC` puts a ``StreamingDataWidthConverter`` on every edge whose producer writes a stream of a
   different width than its consumer reads (FINN's InsertDWC);
 - :class:`InsertFIFO` puts a ``StreamingFIFO`` on every stream edge between two layers (FINN's InsertFIFO);
-- :class:`RemoveStreamNodes` takes DWCs and/or FIFOs out again (before a new folding: both depend on it).
+- :class:`RemoveStreamNodes` takes DWCs and/or FIFOs out again (before a new folding: both depend on it; and
+  for the FINN+ hand-off, which inserts its own).
 
 Each inserted node consumes the producer's tensor and writes a new one that the consumer reads, so the
 producer's tensor names (the class scores named in the metadata among them) stay as they were. Both insertions
@@ -149,12 +150,22 @@ class InsertFIFO(Transformation):
 
 
 class RemoveStreamNodes(Transformation):
-    """Remove StreamingDataWidthConverter and/or StreamingFIFO nodes, reconnecting their consumers to the
-    tensor they read. Returns the number removed in ``self.removed``."""
+    """Remove StreamingDataWidthConverter and/or StreamingFIFO nodes (identities in value), reconnecting their
+    consumers to the tensor they read. Returns the number removed in ``self.removed``.
 
-    def __init__(self, op_types=(DWC, FIFO)):
+    A stream node that writes a graph output is the one case to choose (``at_output``):
+
+    - ``"keep"`` (the default; the folding search): it stays, since its tensor name is the graph's interface;
+    - ``"remove"`` (the FINN+ hand-off, where FINN+ inserts and sizes its own): it goes too, and its producer
+      writes the graph output's name instead, so the interface keeps its name.
+    """
+
+    def __init__(self, op_types=(DWC, FIFO), at_output: str = "keep"):
         super().__init__()
+        if at_output not in ("keep", "remove"):
+            raise GraphError(f"at_output: expected 'keep' or 'remove', got {at_output!r}", param="at_output")
         self.op_types = set(op_types)
+        self.at_output = at_output
         self.removed = 0
 
     def apply(self, model: ModelWrapper):
@@ -162,19 +173,34 @@ class RemoveStreamNodes(Transformation):
         for node in [n for n in model.graph.node if n.op_type in self.op_types]:
             src, dst = node.input[0], node.output[0]
             if dst in outputs:
-                continue  # a stream node writing a graph output stays: its tensor name is the interface
-            for other in model.graph.node:
-                for k, name in enumerate(other.input):
-                    if name == dst:
-                        other.input[k] = src
+                producer = model.find_producer(src)
+                if self.at_output == "keep" or producer is None:
+                    continue
+                producer.output[list(producer.output).index(src)] = dst
+                _rename_reads(model, src, dst)
+                dead = src
+            else:
+                _rename_reads(model, dst, src)
+                dead = dst
             model.graph.node.remove(node)
-            vi = model.get_tensor_valueinfo(dst)
-            if vi is not None:
-                model.graph.value_info.remove(vi)
-            for qa in [q for q in model.graph.quantization_annotation if q.tensor_name == dst]:
-                model.graph.quantization_annotation.remove(qa)
+            _drop_annotations(model, dead)
             self.removed += 1
         return model, False
+
+
+def _rename_reads(model: ModelWrapper, old: str, new: str) -> None:
+    for other in model.graph.node:
+        for k, name in enumerate(other.input):
+            if name == old:
+                other.input[k] = new
+
+
+def _drop_annotations(model: ModelWrapper, tensor: str) -> None:
+    """Forget the shape and data type of a tensor no node writes any more."""
+    for vi in [v for v in model.graph.value_info if v.name == tensor]:
+        model.graph.value_info.remove(vi)
+    for qa in [q for q in model.graph.quantization_annotation if q.tensor_name == tensor]:
+        model.graph.quantization_annotation.remove(qa)
 
 
 def insert_dwcs(model: ModelWrapper) -> ModelWrapper:

@@ -9,7 +9,6 @@ import re
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from onnx import helper
 

@@ -1,12 +1,15 @@
-"""The base class of every dataflow (HW) layer: one class per op holds everything about it.
+"""The base class of every dataflow (HW) layer: one class per op holds everything about it but its Verilog.
 
 Each op is a qonnx ``CustomOp`` (so qonnx and FINN+ can execute graphs holding onebit's own ops) with
 FINN's attribute names, plus what the simulator and the hardware build need:
 
 - ``input_shapes`` / ``output_shape`` (NHWC, batch 1) and their folded forms, stream widths in bits;
 - ``execute(inputs)``: bit-exact numpy over a whole batch of frames (leading axis N);
-- ``exp_cycles()``: cycles per frame, FINN's formula; ``folding()``: the PE/SIMD attributes and what they must
-  divide; ``resources()``: a LUT/memory estimate for the folding search.
+- ``step_layout()``: the per-frame step sequence of its step machine (:mod:`onebit.export.dataflow.layout`),
+  which the simulator times and the RTL runs, and ``pipeline_depth()``, the cycles from a writing step to the
+  beat leaving the layer; ``exp_cycles()`` (cycles per frame) is the layout's period;
+- ``folding()``: the PE/SIMD attributes and what they must divide; ``resources()``: a LUT/memory estimate for
+  the folding search.
 
 Tensors are float32 containers holding integers; ``DataType`` names (qonnx) annotate them.
 """
@@ -20,6 +23,9 @@ import numpy as np
 from onnx import helper
 from qonnx.core.datatype import DataType
 from qonnx.custom_op.base import CustomOp
+
+from onebit.errors import UnsupportedError
+from onebit.export.dataflow.layout import StepLayout, one_to_one
 
 FINN_DOMAIN = "finn.custom_op.fpgadataflow"
 ONEBIT_DOMAIN = "onebit.export.dataflow.ops"
@@ -132,8 +138,26 @@ class HWOp(CustomOp):
         return int(np.prod(self.folded_output_shape()[1:-1]))
 
     @abstractmethod
+    def step_layout(self) -> StepLayout:
+        """The op's step machine over one frame: its period and the steps that read and write each beat."""
+
     def exp_cycles(self) -> int:
-        """Cycles per frame, FINN's formula for this layer."""
+        """Cycles per frame, unstalled: the step layout's period (FINN's figure for every op but LabelSelect)."""
+        return int(self.step_layout().period)
+
+    def pipeline_depth(self, model=None) -> int:
+        """Cycles from a step that writes a beat to the beat leaving the layer, in onebit's RTL; 0: the step itself
+        delivers it. ``model`` (the graph) holds parameter tensors some ops size their pipelines by."""
+        return 0
+
+    def one_to_one_layout(self) -> StepLayout:
+        """Step k reads beat k of every stream input and writes output beat k (streaming layers)."""
+        beats = self.output_beats()
+        ins = [self.input_beats(i) for i in self.stream_inputs()]
+        if any(b != beats for b in ins):
+            raise UnsupportedError(f"node {self.name} ({self.onnx_node.op_type}): input beats {ins} differ from its "
+                                   f"{beats} output beats; expected a 1:1 stream")
+        return one_to_one(beats, len(ins))
 
     def folding(self) -> dict[str, int]:
         """Folding attribute -> the number it must divide (e.g. ``{"PE": MH, "SIMD": MW}``)."""
@@ -213,6 +237,11 @@ def _count_sorted(x: np.ndarray, t: np.ndarray) -> np.ndarray:
     flat_t = (tf + offs[:, None]).ravel()
     pos = np.searchsorted(flat_t, (x.astype(np.float64) + offs), side="right")
     return pos - np.arange(t.shape[0], dtype=np.int64) * t.shape[1]
+
+
+def threshold_bits(steps: int) -> int:
+    """Stages of a binary search over ``steps`` sorted thresholds: the bits of a count in [0, steps]."""
+    return max(1, int(steps).bit_length())
 
 
 def ceil_div(a: int, b: int) -> int:

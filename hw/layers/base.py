@@ -1,14 +1,14 @@
 """The base of every RTL layer: how a dataflow op becomes an instance of a module in ``hw/rtl``.
 
-Every module is a **step machine** that runs exactly the step layout of the op's simulator model
-(``sim/model.py``): each cycle it tries its current step; the step fires when every input it reads offers a
+Every module is a **step machine** that runs exactly the op's step layout (``HWOp.step_layout``), which the
+simulator times too: each cycle it tries its current step; the step fires when every input it reads offers a
 beat (``inK_valid``) and every output it writes has room (``outK_room``); on firing it takes the beats
 (``inK_ready``), reserves output room (``outK_reserve``) and delivers the written beat ``pipeline_depth`` cycles
 later (``outK_valid`` / ``outK_data``). Ports with one stream are named ``in_*`` / ``out_*``; with several,
 ``in0_*``, ``in1_*``, ``out0_*``...
 
-Subclasses set ``op_type``, ``module``, ``files`` (the Verilog files the module needs) and implement
-``params`` and, if the layer has memories, ``write_memories``.
+Subclasses set ``module`` and ``files`` (the Verilog files the module needs) and implement ``params`` and, if
+the layer has memories, ``write_memories``; ``onebit.hw.layers.RTL_LAYERS`` maps each op class to its layer.
 """
 
 from __future__ import annotations
@@ -21,21 +21,9 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from onebit.errors import UnsupportedError
 from onebit.export.dataflow.base import HWOp
-from onebit.sim.model import pipeline_depth
 
 RTL_DIR = Path(__file__).resolve().parent.parent / "rtl"
-RTL_LAYERS: dict[str, type["RTLLayer"]] = {}
-
-
-def register(cls):
-    RTL_LAYERS[cls.op_type] = cls
-    for alias in getattr(cls, "aliases", ()):
-        RTL_LAYERS[alias] = cls
-    return cls
-
-
 class RTLLayer(ABC):
-    op_type = ""
     module = ""
     files: tuple[str, ...] = ()
 
@@ -65,7 +53,7 @@ class RTLLayer(ABC):
         return int(self.op.outstream_width())
 
     def pipeline_depth(self) -> int:
-        return pipeline_depth(self.op, self.model)
+        return self.op.pipeline_depth(self.model)
 
     @abstractmethod
     def params(self) -> dict:
@@ -86,14 +74,6 @@ class RTLLayer(ABC):
     def mem_prefix(self, what: str) -> str:
         return f"mem/{self.ident}_{what}"
 
-
-def rtl_layer(op: HWOp, model: ModelWrapper) -> RTLLayer:
-    kind = op.onnx_node.op_type
-    cls = RTL_LAYERS.get(kind)
-    if cls is None:
-        raise UnsupportedError(f"node {op.name}: no RTL for {kind}; onebit's RTL covers "
-                               f"{', '.join(sorted(RTL_LAYERS))}")
-    return cls(op, model)
 
 
 def write_mem(path: Path, words: list[int], bits: int) -> Path:

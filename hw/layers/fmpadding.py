@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from onebit.errors import UnsupportedError
-from onebit.hw.layers.base import RTLLayer, register
+from onebit.hw.layers.base import RTLLayer
 
 
-@register
 class FMPaddingRTL(RTLLayer):
-    op_type = "FMPadding"
     module = "onebit_fmpadding"
     files = ("onebit_fmpadding.v",)
 

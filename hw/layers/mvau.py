@@ -9,15 +9,13 @@ import numpy as np
 
 from onebit.errors import UnsupportedError
 from onebit.hw.encode import signed_bits
-from onebit.hw.layers.base import RTLLayer, register, write_mem
+from onebit.hw.layers.base import RTLLayer, write_mem
 from onebit.hw.layers.thresholds import threshold_params, write_threshold_memories
 
 WEIGHT_VALUES = {"BIPOLAR": {-1, 1}, "BINARY": {0, 1}}
 
 
-@register
 class MVAURTL(RTLLayer):
-    op_type = "MVAU"
     module = "onebit_mvau"
     files = ("onebit_mvau.v", "onebit_thresh.v", "onebit_delay.v")
 

@@ -8,7 +8,7 @@ import numpy as np
 from qonnx.core.datatype import DataType
 
 from onebit.errors import UnsupportedError
-from onebit.hw.layers.base import RTLLayer, register
+from onebit.hw.layers.base import RTLLayer
 
 
 def type_code(dt: DataType) -> int:
@@ -23,9 +23,7 @@ def _check_range(layer: RTLLayer, lo: int, hi: int) -> None:
                                f"hold the exact range [{lo}, {hi}] of its results")
 
 
-@register
 class DuplicateStreamsRTL(RTLLayer):
-    op_type = "DuplicateStreams"
     module = "onebit_duplicate"
     files = ("onebit_duplicate.v",)
 
@@ -39,10 +37,7 @@ class DuplicateStreamsRTL(RTLLayer):
         return {"W": self.in_width()}
 
 
-@register
 class ElementwiseAddRTL(RTLLayer):
-    op_type = "ElementwiseAdd"
-    aliases = ("AddStreams",)
     module = "onebit_add"
     files = ("onebit_add.v",)
 
@@ -54,9 +49,7 @@ class ElementwiseAddRTL(RTLLayer):
                 "B_TYPE": type_code(b), "OB": op.output_dtype().bitwidth()}
 
 
-@register
 class ChannelPadRTL(RTLLayer):
-    op_type = "ChannelPad"
     module = "onebit_channelpad"
     files = ("onebit_channelpad.v",)
 
@@ -68,9 +61,7 @@ class ChannelPadRTL(RTLLayer):
         return {"W": self.in_width(), "CI": op.attr("NumChannels") // pe, "CO": op.attr("OutChannels") // pe}
 
 
-@register
 class GlobalAccPoolRTL(RTLLayer):
-    op_type = "GlobalAccPool"
     module = "onebit_globalaccpool"
     files = ("onebit_globalaccpool.v",)
 
@@ -87,9 +78,7 @@ class GlobalAccPoolRTL(RTLLayer):
                 "OB": odt.bitwidth(), "PASS": int(passing)}
 
 
-@register
 class LabelSelectRTL(RTLLayer):
-    op_type = "LabelSelect"
     module = "onebit_labelselect"
     files = ("onebit_labelselect.v",)
 
@@ -104,9 +93,7 @@ class LabelSelectRTL(RTLLayer):
                 "LW": max(1, (labels - 1).bit_length()), "OB": op.output_dtype().bitwidth()}
 
 
-@register
 class DataWidthConverterRTL(RTLLayer):
-    op_type = "StreamingDataWidthConverter"
     module = "onebit_dwc"
     files = ("onebit_dwc.v",)
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from onebit.errors import UnsupportedError
-from onebit.hw.layers.base import RTLLayer, register
+from onebit.hw.layers.base import RTLLayer
 
 FUNCTIONS = {"AccPool": 0, "MaxPool": 1}
 
 
-@register
 class PoolRTL(RTLLayer):
-    op_type = "Pool"
     module = "onebit_pool"
     files = ("onebit_pool.v",)
 

@@ -1,5 +1,5 @@
 """ConvolutionInputGenerator -> ``onebit_swg`` (default style: a circular line buffer) or ``onebit_swg_stream``
-(1x1 kernels and parallel windows: a shift register), each running ``sim/model.py``'s ``_swg`` step layout."""
+(1x1 kernels and parallel windows: a shift register), each running the op's step layout (its ``row_plan``)."""
 
 from __future__ import annotations
 
@@ -8,22 +8,15 @@ from functools import cached_property
 import numpy as np
 
 from onebit.errors import UnsupportedError
-from onebit.hw.layers.base import RTLLayer, register
+from onebit.hw.layers.base import RTLLayer
 
 
-@register
 class SWGRTL(RTLLayer):
-    op_type = "ConvolutionInputGenerator"
     files = ("onebit_swg.v",)
 
     @property
-    def streaming(self) -> bool:
-        kh, kw = self.op.attr("ConvKernelDim")
-        return kh == kw == 1 or bool(self.op.attr("parallel_window"))
-
-    @property
     def module(self) -> str:
-        return "onebit_swg_stream" if self.streaming else "onebit_swg"
+        return "onebit_swg_stream" if self.op.streaming() else "onebit_swg"
 
     def _check(self):
         op = self.op
@@ -48,26 +41,15 @@ class SWGRTL(RTLLayer):
         sh, sw = op.attr("Stride")
         cf = op.attr("IFMChannels") // op.attr("SIMD")
         bw = op.attr("SIMD") * op.input_dtype().bitwidth()
-        if self.streaming:
+        if op.streaming():
             return {"BW": bw, "CF": cf, "H": h, "W": w, "KH": kh, "KW": kw, "SH": sh, "SW": sw, "OH": oh, "OW": ow}
-        k = kh * kw
-        fill = op.buffer_depth()
-        row = max(ow * k * cf, sw * w * cf)
-        tail = 0
-        if op.attr("depthwise"):  # as sim/model.py's _swg
-            row += ow * (sw - 1) * (cf - 1)
-            tail = (sh - 1) * w * cf
-        per_row = sh * w * cf
-        takes, left = [], h * w * cf - fill
-        for r in range(oh):
-            takes.append(min(per_row, left) if r < oh - 1 else left)
-            left -= takes[-1]
-        depth = self._buffer_depth(fill, per_row, takes)
-        return {"BW": bw, "KWCF": kw * cf, "KH": kh, "OW": ow, "OH": oh, "FILL": fill, "ROW": row,
-                "ROWW": ow * k * cf, "TAKE": takes[0], "TAKE_LAST": takes[-1], "TAIL": tail, "D": depth,
-                "TAPROW_STEP": w * cf % depth, "WIN_STEP": sw * cf % depth, "ROW_STEP": per_row % depth}
+        plan = op.row_plan()
+        depth = self._buffer_depth(plan.fill, plan.per_row, plan.takes)
+        return {"BW": bw, "KWCF": kw * cf, "KH": kh, "OW": ow, "OH": oh, "FILL": plan.fill, "ROW": plan.row,
+                "ROWW": plan.row_writes, "TAKE": plan.takes[0], "TAKE_LAST": plan.takes[-1], "TAIL": plan.tail,
+                "D": depth, "TAPROW_STEP": w * cf % depth, "WIN_STEP": sw * cf % depth, "ROW_STEP": plan.per_row % depth}
 
-    def _buffer_depth(self, fill: int, per_row: int, takes: list[int]) -> int:
+    def _buffer_depth(self, fill: int, per_row: int, takes: tuple[int, ...]) -> int:
         """The circular buffer's beats: for every write, the beats read before its step minus the index of the
         beat it sends (that beat's slot must not yet be reused). Raises if a window needs a beat not yet read."""
         op = self.op

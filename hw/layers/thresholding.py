@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from onebit.hw.layers.base import RTLLayer, register
+from onebit.hw.layers.base import RTLLayer
 from onebit.hw.layers.thresholds import threshold_params, write_threshold_memories
 
 
-@register
 class ThresholdingRTL(RTLLayer):
-    op_type = "Thresholding"
     module = "onebit_thresholding"
     files = ("onebit_thresholding.v", "onebit_thresh.v", "onebit_delay.v")
 

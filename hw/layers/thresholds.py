@@ -8,7 +8,7 @@ import numpy as np
 
 from onebit.hw.encode import signed_bits
 from onebit.hw.layers.base import write_mem
-from onebit.sim.model import threshold_bits
+from onebit.export.dataflow.base import threshold_bits
 
 
 def threshold_params(thresholds: np.ndarray, channels: int, in_lo: int, in_hi: int) -> dict:

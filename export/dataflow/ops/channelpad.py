@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from onebit.export.dataflow.base import ONEBIT_DOMAIN, HWOp
+from onebit.export.dataflow.layout import StepLayout, steps
 
 
 class ChannelPad(HWOp):
@@ -36,11 +37,18 @@ class ChannelPad(HWOp):
     def folding(self):
         return {"PE": math.gcd(self.attr("NumChannels"), self.attr("OutChannels"))}
 
-    def exp_cycles(self):
-        return int(np.prod(self.attr("numInputVectors")) * self.attr("OutChannels") // self.attr("PE"))
-
     def resources(self):
         return {"LUT": 10 + self.attr("PE") * self.input_dtype().bitwidth(), "mem_bits": 0}
+
+    def step_layout(self):
+        """Per pixel OutChannels/PE steps, each writing; the first NumChannels/PE also read."""
+        p = int(np.prod(self.attr("numInputVectors")))
+        pe = self.attr("PE")
+        ci, co = self.attr("NumChannels") // pe, self.attr("OutChannels") // pe
+
+        def positions():
+            return [(steps(p)[:, None] * co + steps(ci)[None]).ravel()], steps(p * co)
+        return StepLayout(p * co, positions)
 
     def execute(self, inputs):
         x = inputs[0].reshape(-1, *self.attr("numInputVectors")[1:], self.attr("NumChannels"))

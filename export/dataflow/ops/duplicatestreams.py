@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 
 from onebit.export.dataflow.base import HWOp
 
@@ -35,11 +34,12 @@ class DuplicateStreams(HWOp):
     def folding(self):
         return {"PE": self.attr("NumChannels")}
 
-    def exp_cycles(self):
-        return int(np.prod(self.attr("numInputVectors")) * self.attr("NumChannels") // self.attr("PE"))
-
     def resources(self):
         return {"LUT": 20 + self.attr("PE") * self.input_dtype().bitwidth() // 2, "mem_bits": 0}
+
+    def step_layout(self):
+        """Step k reads beat k and writes beat k."""
+        return self.one_to_one_layout()
 
     def execute(self, inputs):
         return [inputs[0]] * self.attr("NumOutputStreams")  # the executor never writes a tensor in place

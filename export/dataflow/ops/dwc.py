@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from onebit.export.dataflow.base import HWOp
+from onebit.export.dataflow.layout import StepLayout, steps
 
 
 class StreamingDataWidthConverter(HWOp):
@@ -38,10 +39,16 @@ class StreamingDataWidthConverter(HWOp):
     def frame_bits(self) -> int:
         return int(np.prod(self.attr("inShape"))) * self.input_dtype().bitwidth()
 
-    def exp_cycles(self):
-        """One beat per cycle on the wider side's count: a frame passes in max(in beats, out beats) cycles."""
+    def step_layout(self):
+        """max(in beats, out beats) steps per frame: the narrow side moves one beat per step; the wide side's beat
+        is read when its first part is needed (down-sizing) or written with its last part (up-sizing)."""
         bits = self.frame_bits()
-        return max(bits // self.attr("inWidth"), bits // self.attr("outWidth"))
+        n_in, n_out = bits // self.attr("inWidth"), bits // self.attr("outWidth")
+        if n_in == n_out:
+            return StepLayout(n_in, lambda: ([steps(n_in)], steps(n_in)))
+        if n_in > n_out:  # an output beat leaves in the step of its last part: ceil((j+1) * n_in / n_out) - 1
+            return StepLayout(n_in, lambda: ([steps(n_in)], -((-(steps(n_out) + 1) * n_in) // n_out) - 1))
+        return StepLayout(n_out, lambda: ([(steps(n_in) * n_out) // n_in], steps(n_out)))
 
     def resources(self):
         w = math.lcm(self.attr("inWidth"), self.attr("outWidth"))

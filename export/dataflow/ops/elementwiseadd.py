@@ -41,12 +41,12 @@ class ElementwiseAdd(HWOp):
     def folding(self):
         return {"PE": self.output_shape()[-1]}
 
-    def exp_cycles(self):
-        shape = self.output_shape()
-        return int(np.prod(shape[:-1]) * shape[-1] // self.attr("PE"))
-
     def resources(self):
         return {"LUT": 20 + self.attr("PE") * self.output_dtype().bitwidth(), "mem_bits": 0}
+
+    def step_layout(self):
+        """Step k reads beat k and writes beat k."""
+        return self.one_to_one_layout()
 
     def execute(self, inputs):
         bound = max(abs(dt.min()) + abs(dt.max()) for dt in (self.input_dtype(0), self.input_dtype(1)))

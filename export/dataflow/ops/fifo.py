@@ -1,8 +1,8 @@
-"""StreamingFIFO: a ``depth``-beat FIFO on a stream (values unchanged); depths come from the simulator."""
+"""StreamingFIFO: a ``depth``-beat FIFO on a stream (values unchanged); depths come from the simulator, which folds
+the FIFO into the edge it sits on (its layout is the 1:1 stream of what passes through)."""
 
 from __future__ import annotations
 
-import numpy as np
 
 from onebit.export.dataflow.base import HWOp
 
@@ -32,12 +32,13 @@ class StreamingFIFO(HWOp):
     def fold_of_output(self):
         return self.attr("folded_shape")[-1]
 
-    def exp_cycles(self):
-        return int(np.prod(self.attr("folded_shape")[:-1]))
-
     def resources(self):
         bits = self.attr("depth") * self.attr("folded_shape")[-1] * self.input_dtype().bitwidth()
         return {"LUT": 20 if self.attr("depth") <= 32 else 40, "mem_bits": bits}
+
+    def step_layout(self):
+        """Step k reads beat k and writes beat k."""
+        return self.one_to_one_layout()
 
     def execute(self, inputs):
         return [inputs[0]]

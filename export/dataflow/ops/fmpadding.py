@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from onebit.export.dataflow.base import HWOp, frames
+from onebit.export.dataflow.layout import StepLayout, steps
 
 
 class FMPadding(HWOp):
@@ -32,12 +33,20 @@ class FMPadding(HWOp):
     def folding(self):
         return {"SIMD": self.attr("NumChannels")}
 
-    def exp_cycles(self):
-        _, oh, ow, c = self.output_shape()
-        return int(c // self.attr("SIMD") * oh * ow)
-
     def resources(self):
         return {"LUT": 50 + self.attr("SIMD") * self.input_dtype().bitwidth(), "mem_bits": 0}
+
+    def step_layout(self):
+        """One step per output beat, each writing; the steps inside the image also read."""
+        _, oh, ow, c = self.output_shape()
+        h, w = self.attr("ImgDim")
+        t, l, _, _ = self.attr("Padding")
+        cf = c // self.attr("SIMD")
+
+        def positions():
+            pix = (steps(h, t)[:, None] * ow + steps(w, l)[None]).ravel()
+            return [(pix[:, None] * cf + steps(cf)[None]).ravel()], steps(oh * ow * cf)
+        return StepLayout(oh * ow * cf, positions)
 
     def execute(self, inputs):
         x = frames(inputs[0], self.input_shapes()[0])

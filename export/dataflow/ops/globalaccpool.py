@@ -6,6 +6,7 @@ import numpy as np
 from qonnx.core.datatype import DataType
 
 from onebit.export.dataflow.base import HWOp
+from onebit.export.dataflow.layout import StepLayout, steps
 
 
 class GlobalAccPool(HWOp):
@@ -31,13 +32,18 @@ class GlobalAccPool(HWOp):
     def folding(self):
         return {"PE": self.attr("NumChannels")}
 
-    def exp_cycles(self):
-        c, pe = self.attr("NumChannels"), self.attr("PE")
-        return int(np.prod(self.attr("numInputVectors")) * c // pe + c // pe)
-
     def resources(self):
         return {"LUT": 50 + self.attr("PE") * self.output_dtype().bitwidth() * 2,
                 "mem_bits": self.attr("NumChannels") * self.output_dtype().bitwidth()}
+
+    def step_layout(self):
+        """P*cf reading steps, then cf writing steps; without spatial axes a pass-through (each reading step
+        writes) followed by cf idle steps, the same period."""
+        n_in, n_out = self.input_beats(), self.output_beats()
+        cf = self.attr("NumChannels") // self.attr("PE")
+        if n_out == n_in:
+            return StepLayout(n_in + cf, lambda: ([steps(n_in)], steps(n_in)))
+        return StepLayout(n_in + n_out, lambda: ([steps(n_in)], steps(n_out, n_in)))
 
     def execute(self, inputs):
         x = inputs[0].reshape(-1, *self.attr("numInputVectors")[1:], self.attr("NumChannels"))

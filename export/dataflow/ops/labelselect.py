@@ -6,6 +6,7 @@ import numpy as np
 from qonnx.core.datatype import DataType
 
 from onebit.export.dataflow.base import HWOp
+from onebit.export.dataflow.layout import StepLayout, steps
 
 
 class LabelSelect(HWOp):
@@ -34,8 +35,21 @@ class LabelSelect(HWOp):
     def folding(self):
         return {"PE": self.attr("Labels")}
 
+    def step_layout(self):
+        """Per input vector Labels/PE reading steps, then the K labels, the first one in the last reading step."""
+        vecs = int(np.prod(self.attr("numInputVectors")))
+        lf, k = self.attr("Labels") // self.attr("PE"), self.attr("K")
+        per = lf + k - 1
+
+        def positions():
+            base = steps(vecs)[:, None] * per
+            return [(base + steps(lf)[None]).ravel()], (base + lf - 1 + steps(k)[None]).ravel()
+        return StepLayout(vecs * per, positions)
+
     def exp_cycles(self):
-        return int(self.attr("Labels") // self.attr("PE"))
+        """FINN's figure counts the reading steps of one input vector, not the K - 1 output steps after them."""
+        vecs = int(np.prod(self.attr("numInputVectors")))
+        return int(self.step_layout().period // vecs - (self.attr("K") - 1))
 
     def resources(self):
         return {"LUT": 50 + self.attr("K") * (self.input_dtype().bitwidth() + 8) * 2, "mem_bits": 0}

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from onebit.export.dataflow.base import HWOp, ceil_div, frames, multithreshold
+from onebit.export.dataflow.base import HWOp, ceil_div, multithreshold, threshold_bits
+from onebit.export.dataflow.layout import StepLayout, steps
 
 
 class MVAU(HWOp):
@@ -38,8 +39,29 @@ class MVAU(HWOp):
     def has_thresholds(self) -> bool:
         return not self.attr("noActivation")
 
-    def exp_cycles(self):
-        return int(self.attr("MH") // self.attr("PE") * (self.attr("MW") // self.attr("SIMD")) * np.prod(self.vecs()))
+    def step_layout(self):
+        """FINN's Matrix_Vector_Activate loop: per pixel NF*SF steps (NF = MH/PE neuron folds, SF = MW/SIMD
+        synapse folds); the SF steps of neuron fold 0 read the input vector (later folds reuse the input
+        buffer); every SF-th step writes PE outputs."""
+        p = int(np.prod(self.vecs()))
+        sf, nf = self.attr("MW") // self.attr("SIMD"), self.attr("MH") // self.attr("PE")
+
+        def positions():
+            base = steps(p)[:, None] * (nf * sf)
+            return [(base + steps(sf)[None]).ravel()], (base + (steps(nf) * sf + sf - 1)[None]).ravel()
+        return StepLayout(p * nf * sf, positions)
+
+    def threshold_steps(self, model=None) -> int:
+        """Thresholds per channel: the threshold tensor's (with ``model``), else the output type's levels - 1."""
+        if model is not None and len(self.onnx_node.input) > 2:
+            t = model.get_initializer(self.onnx_node.input[2])
+            if t is not None:
+                return int(t.shape[-1])
+        return 2 ** self.output_dtype().bitwidth() - 1
+
+    def pipeline_depth(self, model=None):
+        """With thresholds, the RTL's binary search: one pipeline stage per output bit; else none."""
+        return threshold_bits(self.threshold_steps(model)) if self.has_thresholds() else 0
 
     def folding(self):
         return {"PE": self.attr("MH"), "SIMD": self.attr("MW")}

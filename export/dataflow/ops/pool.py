@@ -3,9 +3,9 @@ onebit's average pooling before requantization) or MaxPool. PE channels per cycl
 
 from __future__ import annotations
 
-import numpy as np
 
 from onebit.export.dataflow.base import HWOp, frames
+from onebit.export.dataflow.layout import StepLayout, steps
 
 
 class Pool(HWOp):
@@ -38,12 +38,20 @@ class Pool(HWOp):
     def folding(self):
         return {"PE": self.attr("Channels")}
 
-    def exp_cycles(self):
-        oh, ow = self.attr("OutImgDims")
-        return int(self.attr("Channels") * self.taps() // self.attr("PE") * oh * ow)
-
     def resources(self):
         return {"LUT": 100 + self.attr("PE") * self.output_dtype().bitwidth() * 2, "mem_bits": 0}
+
+    def step_layout(self):
+        """Step k reads beat k; the last tap of each (pixel, channel fold) also writes."""
+        oh, ow = self.attr("OutImgDims")
+        cf = self.attr("Channels") // self.attr("PE")
+        k = self.taps()
+        n = oh * ow * k * cf
+
+        def positions():
+            base = steps(oh * ow)[:, None] * (k * cf)
+            return [steps(n)], (base + (k - 1) * cf + steps(cf)[None]).ravel()
+        return StepLayout(n, positions)
 
     def execute(self, inputs):
         x = frames(inputs[0], self.input_shapes()[0])

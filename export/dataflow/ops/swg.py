@@ -5,10 +5,28 @@ feature map as one vector in (kh, kw, C) order, C innermost -- the rows of the M
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from onebit.errors import UnsupportedError
 from onebit.export.dataflow.base import HWOp, ceil_div, frames
+from onebit.export.dataflow.layout import StepLayout, steps
+
+
+@dataclass(frozen=True)
+class RowPlan:
+    """A default-style frame, in steps: ``fill`` (reading only), then per output row ``row`` steps of which the
+    first ``row_writes`` write, reading ``takes[r]`` beats from the row's first step; ``per_row`` beats are the
+    ``Stride`` input rows a row reads (the last row reads what is left); ``tail`` idle steps end the frame."""
+
+    fill: int
+    row: int
+    row_writes: int
+    per_row: int
+    takes: tuple[int, ...]
+    tail: int
 
 
 class ConvolutionInputGenerator(HWOp):
@@ -50,27 +68,68 @@ class ConvolutionInputGenerator(HWOp):
         cf = self.attr("IFMChannels") // self.attr("SIMD")
         return ((kh - 1) * dh * w + (kw - 1) * dw + 1) * cf
 
-    def exp_cycles(self):
-        """FINN+'s ConvolutionInputGenerator_rtl model: the 'parallel' style (whole windows out, or 1x1
-        kernels) reads one input beat per cycle; the 'default' style is bound by the slower of writing a
-        window row and reading ``stride`` input rows, plus the line-buffer fill; depthwise windows (feeding
-        a Pool) are replayed once per channel fold. (FINN+ has a separate 1-D formula for maps with H or
-        W = 1; onebit keeps the 2-D one there, which is not exact for such degenerate maps.)"""
+    def streaming(self) -> bool:
+        """1x1 kernels and parallel windows stream: one input beat per step, no line buffer to fill."""
+        kh, kw = self.attr("ConvKernelDim")
+        return kh == kw == 1 or bool(self.attr("parallel_window"))
+
+    def row_plan(self) -> RowPlan:
+        """The default style's frame: the line-buffer fill, then ``OH`` output rows of ``row`` steps each (the
+        slower of writing a row's windows and reading the ``Stride`` input rows the next windows need), then the
+        tail; ``takes[r]`` input beats are read from the first step of row r (the last row reads what is left).
+        Depthwise windows (feeding a Pool) are replayed once per channel fold, FINN+'s RTL SWG's extra steps."""
         kh, kw = self.attr("ConvKernelDim")
         h, w = self.attr("IFMDim")
         oh, ow = self.attr("OFMDim")
         sh, sw = self.attr("Stride")
         cf = self.attr("IFMChannels") // self.attr("SIMD")
-        depthwise = bool(self.attr("depthwise"))
-        if kh == kw == 1 or self.attr("parallel_window"):  # one input beat per cycle
-            return h * w * cf + 2
-        per_row = max(ow * kw * kh * cf, sw * w * cf)
-        if depthwise:
-            per_row += ow * (sw - 1) * (cf - 1)
-        cycles = self.buffer_depth() + oh * per_row
-        if depthwise:
-            cycles += (sh - 1) * w * cf
-        return int(cycles)
+        fill = self.buffer_depth()
+        row = max(ow * kh * kw * cf, sw * w * cf)
+        tail = 0
+        if self.attr("depthwise"):
+            row += ow * (sw - 1) * (cf - 1)
+            tail = (sh - 1) * w * cf
+        per_row = sh * w * cf
+        takes, left = [], h * w * cf - fill
+        for r in range(oh):
+            takes.append(min(per_row, left) if r < oh - 1 else left)
+            left -= takes[-1]
+        return RowPlan(fill, row, ow * kh * kw * cf, per_row, tuple(takes), tail)
+
+    def step_layout(self):
+        """FINN+'s ConvolutionInputGenerator_rtl. Streaming (1x1 kernels, ``parallel_window``): step k reads beat k
+        and writes every output beat whose last input it is; 2 extra steps per frame. Default style
+        (:meth:`row_plan`): ``fill`` steps that only read, then per output row its windows are written from the
+        row's first step and the beats completing the next windows are read from that step too, in parallel (a
+        window never waits for a beat read later in its own row, because kernel >= stride). (FINN+ has a separate
+        1-D formula for maps with H or W = 1; onebit keeps the 2-D one there, which is not exact for such maps.)"""
+        kh, kw = self.attr("ConvKernelDim")
+        h, w = self.attr("IFMDim")
+        oh, ow = self.attr("OFMDim")
+        sh, sw = self.attr("Stride")
+        dh, dw = self.attr("Dilation")
+        cf = self.attr("IFMChannels") // self.attr("SIMD")
+        n_in = h * w * cf
+        if self.streaming():
+            def streamed():
+                last = ((steps(oh)[:, None] * sh + (kh - 1) * dh) * w + steps(ow)[None] * sw + (kw - 1) * dw)
+                if self.output_beats() // (oh * ow) == cf:  # 1x1 default style: a window is cf beats
+                    return [steps(n_in)], (last[..., None] * cf + steps(cf)).ravel()
+                return [steps(n_in)], (last * cf + cf - 1).ravel()
+            return StepLayout(n_in + 2, streamed)
+        plan = self.row_plan()
+
+        def positions():
+            reads = [steps(plan.fill)]
+            for r, take in enumerate(plan.takes):
+                if take > plan.row:  # more rows to read than the row period holds (unequal strides)
+                    raise UnsupportedError(f"node {self.name} (ConvolutionInputGenerator): stride {sh}x{sw} reads "
+                                           f"more beats per output row than the row period holds; not modelled")
+                if take:
+                    reads.append(steps(take, plan.fill + r * plan.row))
+            writes = (plan.fill + steps(oh)[:, None] * plan.row + steps(plan.row_writes)[None]).ravel()
+            return [np.concatenate(reads)], writes
+        return StepLayout(plan.fill + oh * plan.row + plan.tail, positions)
 
     def resources(self):
         bits = self.attr("SIMD") * self.input_dtype().bitwidth()

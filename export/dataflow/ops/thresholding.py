@@ -3,9 +3,8 @@ Quantizers that follow no matrix product (the input BN, the residual stream's re
 
 from __future__ import annotations
 
-import numpy as np
 
-from onebit.export.dataflow.base import HWOp, multithreshold
+from onebit.export.dataflow.base import HWOp, multithreshold, threshold_bits
 
 
 class Thresholding(HWOp):
@@ -26,9 +25,6 @@ class Thresholding(HWOp):
     def output_shape(self):
         return (*self.vecs(), self.attr("NumChannels"))
 
-    def exp_cycles(self):
-        return int(np.prod(self.vecs()) * self.attr("NumChannels") // self.attr("PE"))
-
     def folding(self):
         return {"PE": self.attr("NumChannels")}
 
@@ -37,6 +33,17 @@ class Thresholding(HWOp):
         steps, pe = self.attr("numSteps"), self.attr("PE")
         return {"LUT": int(self.input_dtype().bitwidth() * pe + pe * steps * 2), "mem_bits":
                 self.attr("NumChannels") * steps * tb, "threshold_bits": self.attr("NumChannels") * steps * tb}
+
+    def step_layout(self):
+        """Step k reads beat k and writes beat k."""
+        return self.one_to_one_layout()
+
+    def threshold_steps(self, model=None) -> int:
+        return int(self.attr("numSteps"))
+
+    def pipeline_depth(self, model=None):
+        """The RTL's binary search over the thresholds: one pipeline stage per output bit."""
+        return threshold_bits(self.threshold_steps(model))
 
     def execute(self, inputs):
         x, t = inputs

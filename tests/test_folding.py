@@ -20,7 +20,7 @@ from onebit.export.dataflow.executor import execute
 from onebit.export.dataflow.fold_cli import fold_cmd
 from onebit.export.dataflow.graph import get_op, load_dataflow, scores_name
 from onebit.export.dataflow.insert import DWC, FIFO, InsertDWC, InsertFIFO, RemoveStreamNodes, stream_edges
-from testkit import call, tiny_dataflow
+from testkit import call, count_window_cycles, tiny_dataflow
 
 CLOCK = 100.0
 
@@ -145,11 +145,8 @@ def test_cycles_follow_finn_closed_forms(model):
         is_3x3 = attr(n, "ConvKernelDim") == [3, 3] and attr(n, "Stride") == [1, 1]
         if n.op_type == "ConvolutionInputGenerator" and is_3x3:
             # FINN's ConvolutionInputGenerator_rtl (default style): buffer + OH * max(write, read) block cycles
-            (h, w), (oh, ow), cf = attr(n, "IFMDim"), attr(n, "OFMDim"), attr(n, "IFMChannels") // attr(n, "SIMD")
-            if attr(n, "parallel_window"):  # FINN's "parallel" style: one input beat per cycle
-                assert cyc[n.name] == h * w * cf + 2
-            else:
-                assert cyc[n.name] == (2 * w + 3) * cf + oh * max(ow * 9 * cf, w * cf)
+            (h, w), cf = attr(n, "IFMDim"), attr(n, "IFMChannels") // attr(n, "SIMD")
+            assert cyc[n.name] == count_window_cycles(h, w, 3, 1, cf, bool(attr(n, "depthwise")), bool(attr(n, "parallel_window")))
     assert initiation_interval(model) == max(cyc.values())
 
 

@@ -25,6 +25,7 @@ from onebit.export.dataflow.ops import OPS
 from onebit.sim.deadlock import DeadlockError
 from onebit.sim.network import Network
 from onebit.sim.simulation import simulate
+from testkit import count_window_cycles
 from onebit.sim.solver import solve
 from testkit import call, tiny_dataflow
 
@@ -98,10 +99,30 @@ def check_single(model, x, expected, closed_form: int):
     for i in range(len(res.net.layers)):
         stalls = res.schedule.layer_stalls(i)
         assert stalls["stall_in"] == 0 and stalls["stall_out"] == 0 and stalls["utilisation"] == 1.0
-    if len(res.net.layers) == 1:  # unstalled, the first frame's last beat leaves one hop after its step
-        assert res.done[0] == int(lm.pos[lm.writes[-1]]) + lm.latency
-        assert res.latency == res.done[0] - res.start[0] + 1
+    if len(res.net.layers) == 1:  # the schedule's first frame is what a cycle-by-cycle walk of the steps gives
+        first_read, last_taken = walk_first_frame(lm.op, model)
+        assert (int(res.start[0]), int(res.done[0])) == (first_read, last_taken)
+        assert res.latency == last_taken - first_read + 1
     return res
+
+
+def walk_first_frame(op, model) -> tuple[int, int]:
+    """(cycle of the first input read, cycle the sink takes the last output beat) of a single layer's first frame,
+    walked one step per cycle: the source offers input beat j from cycle j, a reading step waits for its beats,
+    the sink always has room, and a written beat reaches the sink 1 + pipeline depth cycles after its step."""
+    layout = op.step_layout()
+    waits = {}
+    for reads in layout.reads:
+        for beat, step in enumerate(reads.tolist()):
+            waits[int(step)] = max(waits.get(int(step), -1), beat)
+    last_write = int(layout.writes[-1])
+    cycle, first_read = -1, None
+    for step in range(last_write + 1):
+        cycle = max(cycle + 1, waits.get(step, -1))
+        if step in waits and first_read is None:
+            first_read = cycle
+    return first_read, cycle + 1 + op.pipeline_depth(model)
+
 
 
 DTYPES = ["UINT2", "UINT4", "INT4", "INT8", "BIPOLAR"]
@@ -176,13 +197,7 @@ def test_sliding_window_bit_exact_and_finn_cycles(c):
                     t = ky * k + kx
                     expected[:, oy, ox, t * ch:(t + 1) * ch] = x[:, oy * s + ky, ox * s + kx, :]
     cf = ch // c["simd"]
-    if k == 1 or c["parallel"]:  # FINN's RTL SWG: one input beat per cycle, plus 2
-        finn = h * w * cf + 2
-    else:  # FINN+'s RTL SWG default style: buffer fill, then per output row max(write, read) cycles;
-        # depthwise windows are replayed per channel fold (FINN+'s extra stride terms)
-        buffer = ((k - 1) * w + (k - 1) + 1) * cf
-        row = max(ow * k * k * cf, s * w * cf) + (ow * (s - 1) * (cf - 1) if c["depthwise"] else 0)
-        finn = buffer + oh * row + ((s - 1) * w * cf if c["depthwise"] else 0)
+    finn = count_window_cycles(h, w, k, s, cf, bool(c["depthwise"]), k == 1 or bool(c["parallel"]))
     check_single(g.build(out), x, expected, finn)
 
 

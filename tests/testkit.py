@@ -47,3 +47,23 @@ def tiny_dataflow(folder: Path) -> Path:
     path = folder / "tiny_df.onnx"
     to_dataflow(to_integer_graph(clean(load_model(folder / "q.onnx")))).save(str(path))
     return path
+
+
+def count_window_cycles(h: int, w: int, k: int, s: int, cf: int, depthwise: bool, streaming: bool) -> int:
+    """Cycles of one frame of FINN+'s RTL sliding-window generator, counted step by step. Streaming (1x1 or
+    parallel windows): one input beat per step, then 2 steps. Default: it reads until the first window's last
+    beat is in the buffer; then per output row each step moves the write pointer over the row's window beats
+    and the read pointer over the next ``s`` input rows, both at once, until both are through; depthwise windows
+    are replayed once per channel fold, with ``s - 1`` steps between replays, and ``s - 1`` rows end the frame."""
+    if streaming:
+        return sum(1 for _ in range(h * w * cf)) + 2
+    cycles = ((k - 1) * w + (k - 1)) * cf + cf  # the first window's last beat, read one per step
+    oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    for _ in range(oh):
+        to_write, to_read = ow * k * k * cf, s * w * cf
+        while to_write or to_read:
+            cycles += 1
+            to_write, to_read = max(0, to_write - 1), max(0, to_read - 1)
+        if depthwise:
+            cycles += ow * (s - 1) * (cf - 1)
+    return cycles + ((s - 1) * w * cf if depthwise else 0)

@@ -61,15 +61,19 @@ class Converter:
         self.count[stem] = self.count.get(stem, -1) + 1
         return f"{stem}_{self.count[stem]}"
 
-    def emit(self, op_type: str, inputs: list[str], shape: tuple, dtype: DataType, /, **attrs) -> Stream:
+    def emit(self, op_type: str, inputs: list[str], /, dtype: DataType | None = None, **attrs) -> Stream:
+        """Append a node of ``op_type``; its output stream's shape and data type are the op's own (``dtype``
+        overrides the type where the integer graph knows a tighter one than the op's rule)."""
         cls = OPS[op_type]
         node_name = self.name(op_type)
         out = node_name + "_out"
         extra = {"backend": "fpgadataflow"} if cls.domain == FINN_DOMAIN else {}
-        self.nodes.append(helper.make_node(op_type, inputs, [out], name=node_name, domain=cls.domain,
-                                           **extra, **attrs))
-        self.shapes[out], self.dtypes[out] = tuple(shape), dtype
-        return Stream(out, tuple(shape), dtype)
+        node = helper.make_node(op_type, inputs, [out], name=node_name, domain=cls.domain, **extra, **attrs)
+        self.nodes.append(node)
+        op = cls(node)
+        shape, dtype = tuple(op.output_shape()), dtype or op.output_dtype()
+        self.shapes[out], self.dtypes[out] = shape, dtype
+        return Stream(out, shape, dtype)
 
     def param(self, stem: str, value: np.ndarray, dtype: DataType) -> str:
         name = self.name(stem)
@@ -123,7 +127,7 @@ class Converter:
             raise UnsupportedError(f"node {node.name} (MultiThreshold): out_scale {scale}; expected 1")
         c = x.shape[-1]
         self.streams[node.output[0]] = self.emit(
-            "Thresholding", [x.name, self.param("thresholds", t, threshold_dtype(t))], x.shape, out_dt,
+            "Thresholding", [x.name, self.param("thresholds", t, threshold_dtype(t))],
             PE=1, NumChannels=c, numSteps=int(t.shape[1]), inputDataType=x.dtype.name,
             weightDataType=threshold_dtype(t).name, outputDataType=out_dt.name,
             numInputVectors=list(x.shape[:-1]), ActVal=0 if out_dt.name == "BIPOLAR" else int(bias))
@@ -150,12 +154,12 @@ class Converter:
             a = self.attrs(mt)
             out_dt = DataType[a["out_dtype"]]
             inputs.append(self.param("thresholds", t, threshold_dtype(t)))
-            out = self.emit("MVAU", inputs, (*vecs, mh), out_dt, noActivation=0, outputDataType=out_dt.name,
+            out = self.emit("MVAU", inputs, noActivation=0, outputDataType=out_dt.name,
                             ActVal=0 if out_dt.name == "BIPOLAR" else int(a.get("out_bias", 0)), **attrs)
             self.fused[mt.output[0]] = node
             self.streams[mt.output[0]] = out
         else:
-            out = self.emit("MVAU", inputs, (*vecs, mh), acc_dt, noActivation=1, outputDataType=acc_dt.name,
+            out = self.emit("MVAU", inputs, noActivation=1, outputDataType=acc_dt.name,
                             **attrs)
         self.streams[node.output[0]] = out
         return out
@@ -164,13 +168,13 @@ class Converter:
         _, h, w, c = x.shape
         if any(pads):
             t, l, b, r = pads
-            x = self.emit("FMPadding", [x.name], (1, h + t + b, w + l + r, c), x.dtype, ImgDim=[h, w],
+            x = self.emit("FMPadding", [x.name], ImgDim=[h, w],
                           Padding=list(pads), NumChannels=c, SIMD=1, inputDataType=x.dtype.name)
             _, h, w, c = x.shape
         kh, kw = kernel
         oh = (h - dilation[0] * (kh - 1) - 1) // stride[0] + 1
         ow = (w - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-        out = self.emit("ConvolutionInputGenerator", [x.name], (1, oh, ow, kh * kw * c), x.dtype,
+        out = self.emit("ConvolutionInputGenerator", [x.name],
                         ConvKernelDim=[kh, kw], IFMChannels=c, IFMDim=[h, w], OFMDim=[oh, ow], SIMD=1,
                         Stride=list(stride), Dilation=list(dilation), inputDataType=x.dtype.name,
                         outputDataType=x.dtype.name, depthwise=depthwise)
@@ -188,7 +192,7 @@ class Converter:
             win, oh, ow = self.sliding_window(x, kernel, stride, dil, pads, depthwise=1)
             out_dt = self.int_dtype(node.output[0])
             self.streams[node.output[0]] = self.emit(
-                "Pool", [win.name], (1, oh, ow, c), out_dt, Channels=c, PE=1, KernelSize=kernel, Function="AccPool",
+                "Pool", [win.name], Channels=c, PE=1, KernelSize=kernel, Function="AccPool",
                 OutImgDims=[oh, ow], InputDataType=x.dtype.name, OutputDataType=out_dt.name,
                 AccumBits=out_dt.bitwidth())
             return
@@ -220,7 +224,7 @@ class Converter:
                                           list(a.get("pads", [0, 0, 0, 0])), depthwise=1)
         c = x.shape[-1]
         self.streams[node.output[0]] = self.emit(
-            "Pool", [win.name], (1, oh, ow, c), x.dtype, Channels=c, PE=1, KernelSize=kernel, Function="MaxPool",
+            "Pool", [win.name], Channels=c, PE=1, KernelSize=kernel, Function="MaxPool",
             OutImgDims=[oh, ow], InputDataType=x.dtype.name, OutputDataType=x.dtype.name)
 
     def on_Add(self, node):
@@ -229,7 +233,7 @@ class Converter:
             raise UnsupportedError(f"node {node.name} (Add): input shapes {a.shape} and {b.shape} differ")
         out_dt = self.int_dtype(node.output[0])
         self.streams[node.output[0]] = self.emit(
-            "ElementwiseAdd", [a.name, b.name], a.shape, out_dt, lhs_dtype=a.dtype.name, rhs_dtype=b.dtype.name,
+            "ElementwiseAdd", [a.name, b.name], lhs_dtype=a.dtype.name, rhs_dtype=b.dtype.name,
             out_dtype=out_dt.name, lhs_shape=list(a.shape), rhs_shape=list(b.shape), out_shape=list(a.shape), PE=1)
 
     def on_Pad(self, node):
@@ -240,13 +244,13 @@ class Converter:
         if nd == 4 and before[0] == after[0] == 0 and before[2:] == [0, 0] and after[2:] == [0, 0] and before[1] == 0:
             c_out = x.shape[-1] + after[1]
             self.streams[node.output[0]] = self.emit(
-                "ChannelPad", [x.name], (*x.shape[:-1], c_out), x.dtype, NumChannels=x.shape[-1], OutChannels=c_out,
+                "ChannelPad", [x.name], NumChannels=x.shape[-1], OutChannels=c_out,
                 PE=1, inputDataType=x.dtype.name, numInputVectors=list(x.shape[:-1]))
         elif nd == 4 and before[:2] == [0, 0] and after[:2] == [0, 0]:
             _, h, w, c = x.shape
             t, l, b, r = before[2], before[3], after[2], after[3]
             self.streams[node.output[0]] = self.emit(
-                "FMPadding", [x.name], (1, h + t + b, w + l + r, c), x.dtype, ImgDim=[h, w], Padding=[t, l, b, r],
+                "FMPadding", [x.name], ImgDim=[h, w], Padding=[t, l, b, r],
                 NumChannels=c, SIMD=1, inputDataType=x.dtype.name)
         else:
             raise UnsupportedError(f"node {node.name} (Pad): pads {pads}; expected zero channels appended at the end "
@@ -256,7 +260,8 @@ class Converter:
         x = self.stream(node)
         _, h, w, c = x.shape
         out_dt = self.int_dtype(node.output[0])
-        out = self.emit("GlobalAccPool", [x.name], (1, 1, 1, c), out_dt, NumChannels=c, PE=1,
+        # the integer graph's exact range can be narrower than the op's rule (H*W times the input type's extreme)
+        out = self.emit("GlobalAccPool", [x.name], dtype=out_dt, NumChannels=c, PE=1,
                         inputDataType=x.dtype.name, numInputVectors=[1, h, w])
         self.streams[node.output[0]] = out
 
@@ -276,8 +281,7 @@ class Converter:
         scores = self.streams[out_tensor]
         labels = scores.shape[-1]
         k = min(self.top_k, labels)
-        top = self.emit("LabelSelect", [scores.name], (*scores.shape[:-1], k), DataType["UINT8"] if labels <= 256
-                        else DataType["UINT16"], Labels=labels, PE=1, K=k, inputDataType=scores.dtype.name,
+        top = self.emit("LabelSelect", [scores.name], Labels=labels, PE=1, K=k, inputDataType=scores.dtype.name,
                         outputDataType="UINT8" if labels <= 256 else "UINT16", numInputVectors=list(scores.shape[:-1]))
         self.insert_forks()
         meta = json.loads(self.src.get_metadata_prop(META_OUTPUT))

@@ -65,14 +65,13 @@ def dwc_resources(in_width: int, out_width: int, shape, dtype: str) -> dict:
     return get_op(dwc_node("dwc", "i", "o", shape, shape, in_width, out_width, dtype)).resources()
 
 
-def _insert_before(model: ModelWrapper, consumer, node) -> None:
-    idx = list(model.graph.node).index(consumer)
-    model.graph.node.insert(idx, node)
-
-
-def _annotate(model: ModelWrapper, tensor: str, shape, dtype) -> None:
-    model.graph.value_info.append(helper.make_tensor_value_info(tensor, TensorProto.FLOAT, list(shape)))
-    model.set_tensor_datatype(tensor, dtype)
+def _splice(model: ModelWrapper, consumer, i: int, node, shape, dtype) -> None:
+    """Put ``node`` (reading the tensor ``consumer`` read at input ``i``) in front of it; its output, of ``shape``
+    and ``dtype``, is what the consumer reads now."""
+    model.graph.node.insert(list(model.graph.node).index(consumer), node)
+    consumer.input[i] = node.output[0]
+    model.graph.value_info.append(helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, list(shape)))
+    model.set_tensor_datatype(node.output[0], dtype)
 
 
 class InsertDWC(Transformation):
@@ -94,10 +93,8 @@ class InsertDWC(Transformation):
             in_shape, out_shape = p.output_shape(), c.input_shapes()[i]
             name = f"{DWC}_{n}"
             n += 1
-            new = f"{name}_out"
-            _insert_before(model, cons, dwc_node(name, tensor, new, in_shape, out_shape, w_out, w_in, dtype.name))
-            cons.input[i] = new
-            _annotate(model, new, out_shape, dtype)
+            node = dwc_node(name, tensor, f"{name}_out", in_shape, out_shape, w_out, w_in, dtype.name)
+            _splice(model, cons, i, node, out_shape, dtype)
             self.inserted.append(name)
             changed = True
         return model, changed
@@ -136,14 +133,11 @@ class InsertFIFO(Transformation):
             normal = p.output_shape()
             name = f"{FIFO}_{n}"
             n += 1
-            new = f"{name}_out"
-            node = helper.make_node(FIFO, [tensor], [new], name=name, domain=FINN_DOMAIN, backend="fpgadataflow",
-                                    depth=self.depth_for(prod.name, cons.name, tensor),
+            node = helper.make_node(FIFO, [tensor], [f"{name}_out"], name=name, domain=FINN_DOMAIN,
+                                    backend="fpgadataflow", depth=self.depth_for(prod.name, cons.name, tensor),
                                     folded_shape=list(p.folded_output_shape()), normal_shape=list(normal),
                                     dataType=dtype.name)
-            _insert_before(model, cons, node)
-            cons.input[i] = new
-            _annotate(model, new, normal, dtype)
+            _splice(model, cons, i, node, normal, dtype)
             self.inserted.append(name)
             changed = True
         return model, changed

@@ -128,7 +128,7 @@ def train(data, arch, fp, act, abits, temperature, epochs, sgdr, batch_size, lr,
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def eval_cmd(run, packed, data, batch_size, as_json):
     """Test accuracy of a run's checkpoint, or of its packed 1-bit checkpoint."""
-    from onebit.training.checkpoint import PACKED, load_model
+    from onebit.training.checkpoint import PACKED, load_trained
     from onebit.training.data import load_dataset
     from onebit.training.pack import load_packed
     from onebit.training.trainer import evaluate
@@ -139,7 +139,7 @@ def eval_cmd(run, packed, data, batch_size, as_json):
         model, meta = load_packed(source)
         data = data or meta.get("data")
     else:
-        model, state = load_model(run_path)
+        model, state = load_trained(run_path)
         source = run_path
         data = data or state.get("train", {}).get("data")
     if not data:
@@ -157,10 +157,10 @@ def eval_cmd(run, packed, data, batch_size, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def pack(run, out, as_json):
     """Store each binary weight as one bit (np.packbits) plus the few float tensors, in a .npz."""
-    from onebit.training.checkpoint import PACKED, load_model
+    from onebit.training.checkpoint import PACKED, load_trained
     from onebit.training.pack import float_bytes, save_packed
 
-    model, state = load_model(run)
+    model, state = load_trained(run)
     out = Path(out) if out else Path(run) / PACKED
     size = save_packed(model, out, {"data": state.get("train", {}).get("data"), "epoch": state.get("epoch")})
     floats = float_bytes(model)

@@ -89,7 +89,7 @@ def test_checkpoint_loads_with_weights_only(trained_run):
     assert state["scheduler"]["periods"] == [2, 4, 8, 16]
     assert set(state["rng"]) >= {"torch", "data", "augment"}
     assert state["optimizer"]["state"]
-    model, _ = ckpt.load_model(run)
+    model, _ = ckpt.load_trained(run)
     assert set(state["model"]) == set(model.state_dict())
 
 
@@ -123,7 +123,7 @@ def test_default_training_on_digits_reaches_95_percent(trained_run):
     assert summary["epochs"] == 30 and summary["dataset"] == "digits" and summary["params"] == 74_514
     assert summary["test_acc"] >= 0.95
     # the saved checkpoint is the model that scored it
-    model, _ = ckpt.load_model(run)
+    model, _ = ckpt.load_trained(run)
     ds = load_dataset("digits")
     assert evaluate(model, ds.x_test, ds.y_test)["acc"] == summary["test_acc"]
 
@@ -244,8 +244,8 @@ def test_wrong_content_checkpoints_are_checkpoint_errors(tmp_path, good_checkpoi
     state = torch.load(io.BytesIO(good_checkpoint), weights_only=True)
     state["arch"] = {**state["arch"], "width": 2}
     torch.save(state, mismatched)
-    for path, load in ((tensor, ckpt.load_checkpoint), (missing, ckpt.load_checkpoint), (missing, ckpt.load_model),
-                       (mismatched, ckpt.load_model)):
+    for path, load in ((tensor, ckpt.load_checkpoint), (missing, ckpt.load_checkpoint), (missing, ckpt.load_trained),
+                       (mismatched, ckpt.load_trained)):
         with pytest.raises(CheckpointError) as info:
             load(path)
         assert str(path) in str(info.value)
@@ -274,7 +274,7 @@ def test_checkpoint_that_would_run_code_is_refused(writer, tmp_path):
     assert str(path) in str(info.value)
     assert not marker.exists()
     with pytest.raises(CheckpointError):
-        ckpt.load_model(path)
+        ckpt.load_trained(path)
     assert not marker.exists()
     # the payload is real: an unrestricted load does run it
     with path.open("rb") as f:

@@ -110,6 +110,7 @@ def test_pack_of_missing_run(capsys, tmp_path):
     assert_one_error_line(code, err, str(missing))
 
 
+@pytest.mark.slow
 def test_eval_packed_of_run_without_packed_file(capsys, trained_run):
     run, _ = trained_run
     assert not (run / "packed.npz").exists()
@@ -127,6 +128,7 @@ def corrupt_run(tmp_path, trained_run) -> Path:
     return bad
 
 
+@pytest.mark.slow
 def test_eval_of_corrupt_checkpoint_file(capsys, corrupt_run):
     path = corrupt_run / "checkpoint.pt"
     code, _, err = call(capsys, "eval", path)
@@ -144,6 +146,7 @@ def test_eval_of_garbage_checkpoint_file(capsys, tmp_path):
     assert_one_error_line(code, err, str(path))
 
 
+@pytest.mark.slow
 def test_train_into_existing_run_is_refused(capsys, trained_run, keep_torch_globals):
     run, _ = trained_run
     before = (run / "checkpoint.pt").read_bytes()
@@ -152,6 +155,7 @@ def test_train_into_existing_run_is_refused(capsys, trained_run, keep_torch_glob
     assert (run / "checkpoint.pt").read_bytes() == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["arch", "corrupt"])
 def test_errors_from_a_real_process(case, run_onebit, tmp_path, corrupt_run):
     if case == "arch":

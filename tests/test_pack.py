@@ -56,6 +56,7 @@ def assert_round_trip(model, path, images):
     return before
 
 
+@pytest.mark.slow
 def test_trained_run_round_trip_is_exact(trained_run, digits, tmp_path):
     run, summary = trained_run
     model, _ = load_trained(run)

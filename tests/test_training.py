@@ -80,6 +80,7 @@ def test_train_config_errors_name_the_field(field, value):
 # --------------------------------------------------------------------------- the trained run folder
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_with_weights_only(trained_run):
     run, _ = trained_run
     state = torch.load(run / ckpt.CHECKPOINT, map_location="cpu", weights_only=True)
@@ -93,6 +94,7 @@ def test_checkpoint_loads_with_weights_only(trained_run):
     assert set(state["model"]) == set(model.state_dict())
 
 
+@pytest.mark.slow
 def test_metrics_and_curves(trained_run):
     run, summary = trained_run
     lines = (run / ckpt.METRICS).read_text().splitlines()
@@ -189,6 +191,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path, run_onebit):
     assert without_timings(ma) == without_timings(mb)
 
 
+@pytest.mark.slow
 def test_out_holding_a_run_is_refused_without_resume(trained_run, keep_torch_globals):
     run, _ = trained_run
     before = {p.name: p.read_bytes() for p in run.iterdir()}
@@ -207,6 +210,7 @@ def good_checkpoint(trained_run) -> bytes:
     return (run / ckpt.CHECKPOINT).read_bytes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fraction", [0.0, 0.00005, 0.005, 0.02, 0.05, 0.1, 0.5, 0.9, 0.999])
 def test_truncated_checkpoint_is_a_checkpoint_error(fraction, good_checkpoint, tmp_path):
     path = tmp_path / "checkpoint.pt"
@@ -236,6 +240,7 @@ def test_garbage_checkpoint_is_a_checkpoint_error(name, tmp_path):
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_wrong_content_checkpoints_are_checkpoint_errors(tmp_path, good_checkpoint):
     tensor = tmp_path / "tensor.pt"
     torch.save(torch.zeros(3), tensor)

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from onebit.cli_args import flag_of, load_npy, stderr_log
-from onebit.errors import CheckpointError, OnebitError
+from onebit.errors import CheckpointError, ConfigError, OnebitError, check_positive
 
 
 def emit(as_json: bool, payload: dict, lines: list[str]) -> None:
@@ -128,7 +128,7 @@ def train(data, arch, fp, act, abits, temperature, epochs, sgdr, batch_size, lr,
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def eval_cmd(run, packed, data, batch_size, as_json):
     """Test accuracy of a run's checkpoint, or of its packed 1-bit checkpoint."""
-    from onebit.training.checkpoint import PACKED, load_model
+    from onebit.training.checkpoint import PACKED, load_trained
     from onebit.training.data import load_dataset
     from onebit.training.pack import load_packed
     from onebit.training.trainer import evaluate
@@ -139,7 +139,7 @@ def eval_cmd(run, packed, data, batch_size, as_json):
         model, meta = load_packed(source)
         data = data or meta.get("data")
     else:
-        model, state = load_model(run_path)
+        model, state = load_trained(run_path)
         source = run_path
         data = data or state.get("train", {}).get("data")
     if not data:
@@ -157,10 +157,10 @@ def eval_cmd(run, packed, data, batch_size, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def pack(run, out, as_json):
     """Store each binary weight as one bit (np.packbits) plus the few float tensors, in a .npz."""
-    from onebit.training.checkpoint import PACKED, load_model
+    from onebit.training.checkpoint import PACKED, load_trained
     from onebit.training.pack import float_bytes, save_packed
 
-    model, state = load_model(run)
+    model, state = load_trained(run)
     out = Path(out) if out else Path(run) / PACKED
     size = save_packed(model, out, {"data": state.get("train", {}).get("data"), "epoch": state.get("epoch")})
     floats = float_bytes(model)
@@ -175,22 +175,73 @@ def print_parity(report: dict) -> list[str]:
     return [f"parity on {report['frames']} frames:", *("  " + line for line in format_checks(export_rows(report)))]
 
 
+def finn_options(f):
+    """``--finn FINN_DIR`` and its target: a FINN+ build folder for the dataflow graph the command writes."""
+    f = click.option("--target-fps", type=int, default=None,
+                     help="With --finn: let FINN+'s SetFolding choose PE/SIMD for this many frames/s "
+                          "(default: the graph's own folding).")(f)
+    f = click.option("--clock-mhz", type=float, default=None,
+                     help="With --finn: FINN+'s target clock (default 100).")(f)
+    f = click.option("--finn-part", "fpga_part", default=None,
+                     help="With --finn: an FPGA part instead of a board (stitched IP and estimates, no bitfile).")(f)
+    f = click.option("--finn-board", "board", default=None,
+                     help="With --finn: FINN+'s board name, e.g. Pynq-Z2, ZCU104, U250.")(f)
+    f = click.option("--finn", "finn_dir", type=click.Path(file_okay=False), default=None,
+                     help="Also write a FINN+ build folder for the dataflow graph here (see --finn-board).")(f)
+    return f
+
+
+def finn_build_options(finn_dir, board, fpga_part, clock_mhz, target_fps) -> dict | None:
+    """write_finn_build's keyword arguments for the ``--finn`` flags (checked before the export runs);
+    ``None`` without ``--finn``."""
+    from onebit.export.finn_handoff import check_build_options
+
+    given = {"--finn-board": board, "--finn-part": fpga_part, "--clock-mhz": clock_mhz, "--target-fps": target_fps}
+    if finn_dir is None:
+        stray = [flag for flag, value in given.items() if value is not None]
+        if stray:
+            raise ConfigError(f"{stray[0]}: applies to the FINN+ build folder; add --finn FINN_DIR")
+        return None
+    clock_mhz = check_positive("clock_mhz", 100.0 if clock_mhz is None else clock_mhz)
+    if target_fps is not None:
+        check_positive("target_fps", target_fps, integer=True)
+    options = {"board": board, "fpga_part": fpga_part, "clock_mhz": clock_mhz,
+               "target_fps": target_fps, "folding": "onebit" if target_fps is None else "finn"}
+    check_build_options(**options)
+    return options
+
+
+def write_finn(report: dict, out, finn_dir, options: dict | None) -> list[str]:
+    """Write the FINN+ build folder (with ``--finn``) for the graph the command wrote; its lines of output."""
+    if options is None:
+        return []
+    from onebit.export.finn_handoff import write_finn_build
+
+    files = write_finn_build(Path(out) / report["files"]["dataflow"], finn_dir, **options)
+    report["finn_build"] = {role: str(path) for role, path in files.items()}
+    return [f"wrote FINN+ build folder {finn_dir}/: {', '.join(p.name for p in files.values())} "
+            f"(run 'python build.py' there; '--estimate-only' needs no Vivado)"]
+
+
 @cli.command("export")
 @click.argument("run", type=click.Path())
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--frames", type=click.IntRange(1), default=None,
               help="Test images used for the parity checks (default: the whole test set).")
 @click.option("--top-k", type=click.IntRange(1), default=1, show_default=True, help="Labels the graph outputs.")
+@finn_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
-def export_cmd(run, out, frames, top_k, as_json):
+def export_cmd(run, out, frames, top_k, finn_dir, board, fpga_part, clock_mhz, target_fps, as_json):
     """Export a run to QONNX, an integer graph and a dataflow graph, checking each against the last."""
     from onebit.export.pipeline import export_run
 
+    finn = finn_build_options(finn_dir, board, fpga_part, clock_mhz, target_fps)
     report = export_run(run, out, frames=frames, top_k=top_k, log=stderr_log(as_json))
+    finn_lines = write_finn(report, out, finn_dir, finn)
     emit(as_json, report, [*print_parity(report),
                            f"dataflow-graph accuracy on the test frames: "
                            f"{100 * report['labels_vs_dataset']['test_accuracy']:.2f} %",
-                           f"wrote {out}/: {', '.join(report['files'].values())}, parity.json"])
+                           f"wrote {out}/: {', '.join(report['files'].values())}, parity.json", *finn_lines])
 
 
 @cli.command("lower")
@@ -201,17 +252,21 @@ def export_cmd(run, out, frames, top_k, as_json):
 @click.option("--input", "inputs", type=click.Path(dir_okay=False), default=None,
               help="Your own inputs (.npy, the QONNX graph's float input layout) instead of random ones.")
 @click.option("--top-k", type=click.IntRange(1), default=1, show_default=True)
+@finn_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
-def lower_cmd(file, out, frames, inputs, top_k, as_json):
+def lower_cmd(file, out, frames, inputs, top_k, finn_dir, board, fpga_part, clock_mhz, target_fps, as_json):
     """Lower a QONNX file from elsewhere (your own Brevitas model) to integer and dataflow graphs."""
     import numpy as np
 
     from onebit.export.pipeline import lower_file
 
+    finn = finn_build_options(finn_dir, board, fpga_part, clock_mhz, target_fps)
     x = load_npy(inputs).astype(np.float32) if inputs else None
     out = out or str(Path(file).with_suffix("")) + "_lowered"
     report = lower_file(file, out, frames=frames, inputs=x, top_k=top_k, log=stderr_log(as_json))
-    emit(as_json, report, [*print_parity(report), f"wrote {out}/: {', '.join(report['files'].values())}, parity.json"])
+    finn_lines = write_finn(report, out, finn_dir, finn)
+    emit(as_json, report, [*print_parity(report), f"wrote {out}/: {', '.join(report['files'].values())}, parity.json",
+                           *finn_lines])
 
 
 def _register_stage_commands():

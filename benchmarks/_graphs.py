@@ -13,7 +13,7 @@ def folded_wrn(folder: Path, arch: str, target_fps: float, clock_mhz: float, in_
 
     from onebit.export.dataflow.convert import to_dataflow
     from onebit.export.dataflow.folding_search import fold_for_target
-    from onebit.export.graphs import clean, load_model
+    from onebit.export.graphs import clean, load_onnx
     from onebit.export.integer import to_integer_graph
     from onebit.export.qonnx_export import export_qonnx
     from onebit.training.config import parse_arch
@@ -24,7 +24,7 @@ def folded_wrn(folder: Path, arch: str, target_fps: float, clock_mhz: float, in_
     size = size or cfg.image_size
     model = build_model(cfg).eval()
     export_qonnx(model, torch.zeros(1, in_channels, size, size), folder / f"{arch}.qonnx.onnx")
-    dataflow = to_dataflow(to_integer_graph(clean(load_model(folder / f"{arch}.qonnx.onnx"))))
+    dataflow = to_dataflow(to_integer_graph(clean(load_onnx(folder / f"{arch}.qonnx.onnx"))))
     folded, _ = fold_for_target(dataflow, target_fps, clock_mhz)
     path = folder / f"{arch}.folded.onnx"
     folded.save(str(path))

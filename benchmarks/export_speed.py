@@ -59,7 +59,7 @@ def main() -> None:
         export_qonnx(model, torch.zeros(1, cfg.in_channels, size, size), path)
         times["qonnx_export"] = time.perf_counter() - t0
         t = time.perf_counter()
-        qonnx = graphs.clean(graphs.load_model(path))
+        qonnx = graphs.clean(graphs.load_onnx(path))
         times["clean"] = time.perf_counter() - t
         t = time.perf_counter()
         integer = to_integer_graph(qonnx)

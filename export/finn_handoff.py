@@ -206,6 +206,34 @@ def build_script() -> bytes:
     return resources.files("onebit.export").joinpath(BUILD_SCRIPT).read_bytes()
 
 
+def check_build_options(*, board: str | None = None, fpga_part: str | None = None,
+                        shell_flow_type: str | None = None, clock_mhz: float = 100.0, target_fps: int | None = None,
+                        folding: str = "onebit", outputs: list[str] | None = None) -> tuple[str | None, list[str]]:
+    """The shell flow and the outputs of a build with :func:`write_finn_build`'s options; a ConfigError naming
+    the parameter for a bad one. A front end calls it before a long export, so that a typo fails first."""
+    if clock_mhz <= 0:
+        raise ConfigError(f"clock_mhz: expected a positive number, got {clock_mhz}", param="clock_mhz")
+    if folding not in ("onebit", "finn"):
+        raise ConfigError(f"folding: expected 'onebit' or 'finn', got {folding!r}", param="folding")
+    if folding == "finn" and not target_fps:
+        raise ConfigError("target_fps: folding='finn' needs it (FINN+'s SetFolding targets it)", param="target_fps")
+    if target_fps is not None and target_fps <= 0:
+        raise ConfigError(f"target_fps: expected a positive number, got {target_fps}", param="target_fps")
+    shell = _resolve_target(board, fpga_part, shell_flow_type)
+    if outputs is None:
+        outputs = ["estimate_reports", "stitched_ip", "rtlsim_performance", "out_of_context_synth"]
+        if shell is not None:
+            outputs += ["bitfile", "pynq_driver", "deployment_package"]
+    bad = [o for o in outputs if o not in OUTPUTS]
+    if bad:
+        raise ConfigError(f"outputs: unknown {bad}; expected some of {', '.join(OUTPUTS)}", param="outputs")
+    if shell is None and any(o in outputs for o in ("bitfile", "pynq_driver", "cpp_driver", "deployment_package")):
+        raise ConfigError("outputs: bitfile/driver outputs need a board with a shell flow", param="outputs")
+    if "out_of_context_synth" in outputs and "stitched_ip" not in outputs:
+        raise ConfigError("outputs: out_of_context_synth needs stitched_ip", param="outputs")
+    return shell, outputs
+
+
 def write_finn_build(dataflow_path, out_dir, *, board: str | None = None, fpga_part: str | None = None,
                      shell_flow_type: str | None = None, clock_mhz: float = 100.0, target_fps: int | None = None,
                      folding: str = "onebit", outputs: list[str] | None = None,
@@ -227,27 +255,9 @@ def write_finn_build(dataflow_path, out_dir, *, board: str | None = None, fpga_p
     ``"onebit"`` applies the graph's folding; ``"finn"`` lets FINN+'s SetFolding choose PE/SIMD for
     ``target_fps`` instead.
     """
-    if clock_mhz <= 0:
-        raise ConfigError(f"clock_mhz: expected a positive number, got {clock_mhz}", param="clock_mhz")
-    if folding not in ("onebit", "finn"):
-        raise ConfigError(f"folding: expected 'onebit' or 'finn', got {folding!r}", param="folding")
-    if folding == "finn" and not target_fps:
-        raise ConfigError("target_fps: folding='finn' needs it (FINN+'s SetFolding targets it)", param="target_fps")
-    if target_fps is not None and target_fps <= 0:
-        raise ConfigError(f"target_fps: expected a positive number, got {target_fps}", param="target_fps")
-    shell = _resolve_target(board, fpga_part, shell_flow_type)
-    if outputs is None:
-        outputs = ["estimate_reports", "stitched_ip", "rtlsim_performance", "out_of_context_synth"]
-        if shell is not None:
-            outputs += ["bitfile", "pynq_driver", "deployment_package"]
-    bad = [o for o in outputs if o not in OUTPUTS]
-    if bad:
-        raise ConfigError(f"outputs: unknown {bad}; expected some of {', '.join(OUTPUTS)}", param="outputs")
-    if shell is None and any(o in outputs for o in ("bitfile", "pynq_driver", "cpp_driver", "deployment_package")):
-        raise ConfigError("outputs: bitfile/driver outputs need a board with a shell flow", param="outputs")
-    if "out_of_context_synth" in outputs and "stitched_ip" not in outputs:
-        raise ConfigError("outputs: out_of_context_synth needs stitched_ip", param="outputs")
-
+    shell, outputs = check_build_options(board=board, fpga_part=fpga_part, shell_flow_type=shell_flow_type,
+                                         clock_mhz=clock_mhz, target_fps=target_fps, folding=folding,
+                                         outputs=outputs)
     source = _load(dataflow_path)
     onebit_names = [n.name for n in source.graph.node]
     pads = [n.name for n in source.graph.node if n.op_type == "ChannelPad"]

@@ -155,9 +155,9 @@ def finn_execute_tensors(dataflow_path, frames: np.ndarray, names: list[str] | N
 def finn_execute(dataflow_path, frames: np.ndarray, *, channelpad: str = "mvau",
                  timeout: float = DEFAULT_TIMEOUT_S) -> np.ndarray:
     """FINN+'s Python execution of the graph's (first) output on ``frames`` (N, H, W, C): shape (N, ...)."""
-    from onebit.export.graphs import load_model
+    from onebit.export.graphs import load_onnx
 
-    model = dataflow_path if hasattr(dataflow_path, "graph") else load_model(dataflow_path)
+    model = dataflow_path if hasattr(dataflow_path, "graph") else load_onnx(dataflow_path)
     name = model.graph.output[0].name
     return finn_execute_tensors(dataflow_path, frames, [name], channelpad=channelpad, timeout=timeout)[name]
 

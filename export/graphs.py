@@ -18,7 +18,7 @@ from qonnx.transformation.infer_shapes import InferShapes
 from onebit.errors import GraphError
 
 
-def load_model(path: str | Path) -> ModelWrapper:
+def load_onnx(path: str | Path) -> ModelWrapper:
     """Read an ONNX file; a missing, truncated or non-ONNX file raises GraphError naming it."""
     path = Path(path)
     if not path.is_file():

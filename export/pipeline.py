@@ -128,12 +128,12 @@ def lower_and_check(qonnx: ModelWrapper, codes: np.ndarray, float_input: np.ndar
 def export_run(run: str | Path, out: str | Path, *, frames: int | None = None, top_k: int = 1,
                log: Callable[[str], None] = lambda s: None) -> dict:
     """Export a trained (or freshly initialised) onebit run folder; writes the three graphs and the report."""
-    from onebit.training.checkpoint import load_model
+    from onebit.training.checkpoint import load_trained
     from onebit.training.data import load_dataset
 
     out = Path(out)
     passes = Passes(log)
-    model, state = load_model(run)
+    model, state = load_trained(run)
     cfg = model.cfg
     if not cfg.quantized:
         raise UnsupportedError(f"{run}: {cfg.describe()}: float activations cannot become integers; train with "
@@ -171,7 +171,7 @@ def export_model(model, codes: np.ndarray, float_input: np.ndarray, out: Path, p
         # torch.onnx prints its progress on stdout; keep stdout for onebit's own report (``--json``).
         with redirect_stdout(io.StringIO()):
             export_qonnx(model, torch.from_numpy(float_input[:1]), tmp)
-        qonnx = graphs.clean(graphs.load_model(tmp))
+        qonnx = graphs.clean(graphs.load_onnx(tmp))
         tmp.unlink()
         save(qonnx, out / QONNX_FILE)
     integer, dataflow, report = lower_and_check(qonnx, codes, float_input, passes, torch_logits, top_k)
@@ -209,7 +209,7 @@ def lower_file(path: str | Path, out: str | Path, *, frames: int = 16, inputs: n
     out = Path(out)
     passes = Passes(log)
     with passes.step("load and clean QONNX"):
-        qonnx = graphs.clean(graphs.load_model(path))
+        qonnx = graphs.clean(graphs.load_onnx(path))
     quant = input_quantizer(qonnx, str(path))
     scale, zp, levels = quant_params(Lowering(qonnx), quant)
     if np.asarray(scale).size != 1:

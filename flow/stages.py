@@ -72,11 +72,11 @@ def train_stage(ctx: Context) -> dict:
 # ----- pack --------------------------------------------------------------------------------------------------
 def pack_stage(ctx: Context) -> dict:
     """The deployment file (one bit per binary weight); loading it back must give the same logits."""
-    from onebit.training.checkpoint import load_model
+    from onebit.training.checkpoint import load_trained
     from onebit.training.pack import float_bytes, load_packed, payload_bytes, save_packed
     from onebit.training.trainer import predict
 
-    model, state = load_model(ctx.path(CHECKPOINT))
+    model, state = load_trained(ctx.path(CHECKPOINT))
     size = save_packed(model, ctx.path(PACKED), {"data": ctx.cfg["data"]["dataset"], "epoch": state.get("epoch")})
     unpacked, _ = load_packed(ctx.path(PACKED))
     images, labels = _test_images(ctx)

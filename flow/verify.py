@@ -168,7 +168,7 @@ def verify_chain(run: str | Path, out: str | Path, *, frames: int = 8, graph: st
     from onebit.export.pipeline import DATAFLOW_FILE, export_run
     from onebit.hw.cosim import cosimulate
     from onebit.sim.simulation import simulate
-    from onebit.training.checkpoint import load_model
+    from onebit.training.checkpoint import load_trained
     from onebit.training.data import load_dataset
 
     out = Path(out)
@@ -178,7 +178,7 @@ def verify_chain(run: str | Path, out: str | Path, *, frames: int = 8, graph: st
     except OnebitError as e:
         return _finish(out, report, [row("export", "PyTorch = QONNX = integer graph = dataflow graph", False,
                                          frames, str(e))])
-    _, state = load_model(run)
+    _, state = load_trained(run)
     ds = load_dataset(state.get("train", {}).get("data"))
     x = ds.x_test[:frames].astype(np.float32)  # uint8 NHWC: the dataflow graph's input layout
     unfolded = dfg.load_dataflow(out / "export" / DATAFLOW_FILE)

@@ -110,6 +110,7 @@ def test_pack_of_missing_run(capsys, tmp_path):
     assert_one_error_line(code, err, str(missing))
 
 
+@pytest.mark.slow
 def test_eval_packed_of_run_without_packed_file(capsys, trained_run):
     run, _ = trained_run
     assert not (run / "packed.npz").exists()
@@ -127,6 +128,7 @@ def corrupt_run(tmp_path, trained_run) -> Path:
     return bad
 
 
+@pytest.mark.slow
 def test_eval_of_corrupt_checkpoint_file(capsys, corrupt_run):
     path = corrupt_run / "checkpoint.pt"
     code, _, err = call(capsys, "eval", path)
@@ -144,6 +146,7 @@ def test_eval_of_garbage_checkpoint_file(capsys, tmp_path):
     assert_one_error_line(code, err, str(path))
 
 
+@pytest.mark.slow
 def test_train_into_existing_run_is_refused(capsys, trained_run, keep_torch_globals):
     run, _ = trained_run
     before = (run / "checkpoint.pt").read_bytes()
@@ -152,6 +155,7 @@ def test_train_into_existing_run_is_refused(capsys, trained_run, keep_torch_glob
     assert (run / "checkpoint.pt").read_bytes() == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["arch", "corrupt"])
 def test_errors_from_a_real_process(case, run_onebit, tmp_path, corrupt_run):
     if case == "arch":
@@ -252,3 +256,79 @@ def test_float_bytes_counts_every_float32_tensor():
     model = build_model(parse_arch("tiny", in_channels=1))
     assert float_bytes(model) == 4 * sum(t.numel() for k, t in model.state_dict().items()
                                          if "num_batches_tracked" not in k)
+
+
+# --------------------------------------------------------------------------- the FINN+ build folder (--finn)
+
+
+@pytest.fixture(scope="module")
+def untrained_run(tmp_path_factory) -> Path:
+    """A run folder holding the tiny WRN as initialised (no training): enough for the export's plumbing."""
+    import torch
+
+    from onebit.training.checkpoint import CHECKPOINT, save_checkpoint
+    from onebit.training.config import parse_arch
+    from onebit.training.model import build_model
+
+    torch.manual_seed(0)
+    cfg = parse_arch("tiny", in_channels=1)
+    run = tmp_path_factory.mktemp("untrained") / "run"
+    run.mkdir()
+    save_checkpoint(run / CHECKPOINT, {"arch": cfg.to_dict(), "model": build_model(cfg).state_dict(),
+                                       "train": {"data": "digits"}})
+    return run
+
+
+FINN_FILES = {"model.onnx", "folding_config.json", "dataflow_build_config.json", "build.py", "onebit_handoff.json"}
+
+
+def test_export_and_lower_write_a_finn_build_folder(untrained_run, tmp_path, capsys):
+    finn = tmp_path / "finn"
+    code, out, err = call(capsys, "export", untrained_run, "--out", tmp_path / "exp", "--frames", "4",
+                          "--finn", finn, "--finn-board", "Pynq-Z2", "--clock-mhz", "125")
+    assert code == 0, err
+    assert {p.name for p in finn.iterdir()} == FINN_FILES
+    config = json.loads((finn / "dataflow_build_config.json").read_text())
+    assert config["board"] == "Pynq-Z2" and config["synth_clk_period_ns"] == 8.0
+    assert config["folding_config_file"] == "folding_config.json" and "bitfile" in config["generate_outputs"]
+    assert f"wrote FINN+ build folder {finn}/: " in out.splitlines()[-1]
+
+    finn = tmp_path / "finn-lowered"
+    code, out, err = call(capsys, "lower", tmp_path / "exp" / "model.qonnx.onnx", "--out", tmp_path / "low",
+                          "--frames", "2", "--finn", finn, "--finn-part", "xczu3eg-sbva484-1-e",
+                          "--target-fps", "1000", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert set(report["finn_build"]) == {"model", "build_config", "build_script", "handoff"}
+    assert {p.name for p in finn.iterdir()} == FINN_FILES - {"folding_config.json"}
+    config = json.loads((finn / "dataflow_build_config.json").read_text())
+    assert config["fpga_part"] == "xczu3eg-sbva484-1-e" and config["target_fps"] == 1000
+    assert "step_target_fps_parallelization" in config["steps"] and "bitfile" not in config["generate_outputs"]
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--finn", "f", "--finn-board", "NoSuchBoard"], ["--finn-board", "NoSuchBoard"]),
+    (["--finn", "f"], ["--finn-board"]),
+    (["--finn", "f", "--finn-board", "ZCU104", "--finn-part", "xc7z020clg400-1"], ["--finn-part", "xc7z020clg400-1"]),
+    (["--finn", "f", "--finn-board", "ZCU104", "--clock-mhz", "0"], ["--clock-mhz", "positive"]),
+    (["--finn", "f", "--finn-board", "ZCU104", "--target-fps", "-5"], ["--target-fps", "positive"]),
+    (["--finn-board", "ZCU104"], ["--finn-board", "--finn FINN_DIR"]),
+])
+@pytest.mark.parametrize("command", ["export", "lower"])
+def test_bad_finn_flags_fail_before_the_export(untrained_run, tmp_path, monkeypatch, capsys, command, args, named):
+    monkeypatch.chdir(tmp_path)
+    source = untrained_run if command == "export" else tmp_path / "model.qonnx.onnx"
+    code, _, err = call(capsys, command, source, "--out", "out", *args)
+    assert_one_error_line(code, err, *named)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "f").exists()
+
+
+def test_finn_flags_stand_for_write_finn_build_parameters():
+    from onebit.cli import cli
+    from onebit.cli_args import flag_of
+
+    for command in ("export", "lower"):
+        flags = {param: flag_of(cli.commands[command], param) for param in ("board", "fpga_part", "clock_mhz",
+                                                                            "target_fps")}
+        assert flags == {"board": "--finn-board", "fpga_part": "--finn-part", "clock_mhz": "--clock-mhz",
+                         "target_fps": "--target-fps"}

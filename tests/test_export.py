@@ -143,14 +143,14 @@ def trained_export(trained, tmp_path_factory):
 
 
 def test_trained_run_keeps_its_accuracy_exactly(trained, trained_export):
-    from onebit.training.checkpoint import load_model
+    from onebit.training.checkpoint import load_trained
     from onebit.training.data import load_dataset
     from onebit.training.trainer import evaluate
 
     run, summary = trained
     out, report = trained_export
     ds = load_dataset("digits")
-    model, _ = load_model(run)
+    model, _ = load_trained(run)
     ref = evaluate(model, ds.x_test, ds.y_test)
     assert report["frames"] == len(ds.y_test) == 360
     assert ref["acc"] > 0.5  # it learned something, so the check below is not about a constant predictor

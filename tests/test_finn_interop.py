@@ -25,7 +25,7 @@ from onebit.export.dataflow.base import FINN_DOMAIN
 from onebit.export.dataflow.convert import to_dataflow
 from onebit.export.dataflow.executor import execute
 from onebit.export.dataflow.graph import get_op, load_dataflow, scores_name
-from onebit.export.graphs import clean, load_model
+from onebit.export.graphs import clean, load_onnx
 from onebit.export.integer import to_integer_graph
 from onebit.export.qonnx_export import export_qonnx
 from onebit.training.config import parse_arch
@@ -65,7 +65,7 @@ def graphs(tmp_path_factory):
         net = build_model(parse_arch("tiny", in_channels=1, act=act, abits=abits)).eval()
         randomise_bn(net)
         export_qonnx(net, torch.zeros(1, 1, 8, 8), root / f"{act}.onnx")
-        df = fold(to_dataflow(to_integer_graph(clean(load_model(root / f"{act}.onnx")))))
+        df = fold(to_dataflow(to_integer_graph(clean(load_onnx(root / f"{act}.onnx")))))
         df.save(str(root / f"{act}-df.onnx"))
         out[(act, abits)] = root / f"{act}-df.onnx"
     return out

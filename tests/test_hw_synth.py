@@ -36,6 +36,7 @@ def two_layers_fifo(folder: Path, depth: int):
     return generate(m, folder, depths={"m": depth})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device, ff_cell", [("ecp5-25k", "TRELLIS_FF"), ("ice40-up5k", "SB_DFF")])
 def test_synthesis_only(tiny, tmp_path, device, ff_cell):
     r = synth.synthesize(tiny, device=device, clock_mhz=50, out_dir=tmp_path, pnr=False)
@@ -52,6 +53,7 @@ def test_synthesis_only(tiny, tmp_path, device, ff_cell):
     assert r["tools"]["yosys"].startswith("Yosys ")
 
 
+@pytest.mark.slow
 def test_multiplier_is_reported(tmp_path):
     """A hand-written top level with a product: the DSP and multiplier counts show it (the check can fail)."""
     rtl = tmp_path / "rtl"
@@ -70,6 +72,7 @@ endmodule
     assert r["resources"]["multipliers"] == 1 and r["resources"]["dsp"] >= 1
 
 
+@pytest.mark.slow
 def test_too_large_for_ice40_refused_before_pnr(tmp_path):
     design = two_layers_fifo(tmp_path / "d", 4096)  # 128 kbit of FIFO: 32 iCE40 RAM blocks, the UP5K has 30
     out = tmp_path / "synth"
@@ -84,6 +87,7 @@ def test_too_large_for_ice40_refused_before_pnr(tmp_path):
     assert report["fits"] is False and report["resources"]["bram"] == 32
 
 
+@pytest.mark.slow
 def test_fit_refusal_names_no_device(tiny, tmp_path, monkeypatch):
     tiny_dev = synth.Device("tiny", "ecp5", 8, 1000, 0, 18432, 0, ("--25k",), "ecppack", "onebit.bit")
     monkeypatch.setattr(synth, "DEVICES", {"tiny": tiny_dev})

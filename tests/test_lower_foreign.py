@@ -175,7 +175,7 @@ def exported(tmp_path_factory):
 
 def input_codes(path, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Random codes of the file's input quantizer and the same frames as float inputs (codes * scale)."""
-    qonnx = graphs.clean(graphs.load_model(path))
+    qonnx = graphs.clean(graphs.load_onnx(path))
     scale, _, levels = quant_params(Lowering(qonnx), input_quantizer(qonnx))
     shape = qonnx.get_tensor_shape(qonnx.graph.input[0].name)
     codes = np.random.default_rng(seed).integers(int(levels[0]), int(levels[-1]) + 1, (n, *shape[1:]))
@@ -188,7 +188,7 @@ def test_brevitas_net_lowers_with_identical_outputs(exported, name, tmp_path):
     model, path = exported(name)
     codes, x = input_codes(path, FRAMES)
     if "bias" in name:  # the Int32Bias quantizers are in the file (and must not be enumerated level by level)
-        src = graphs.clean(graphs.load_model(path))
+        src = graphs.clean(graphs.load_onnx(path))
         widths = [int(src.get_initializer(n.input[3])) for n in src.graph.node if n.op_type == "Quant"]
         assert 32 in widths
     out = tmp_path / "lowered"
@@ -203,7 +203,7 @@ def test_brevitas_net_lowers_with_identical_outputs(exported, name, tmp_path):
         assert (out / f).is_file()
 
     # PyTorch (Brevitas) = integer graph, on the same frames.
-    integer = graphs.load_model(out / INTEGER_FILE)
+    integer = graphs.load_onnx(out / INTEGER_FILE)
     assert np.abs(graphs.run(integer, codes) - ref).max() <= tol
     # The dataflow graph alone: only HW layers, and its scores times the recorded scale are PyTorch's outputs
     # up to the float tail (the last layer's bias, if any).

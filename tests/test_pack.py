@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from onebit.errors import CheckpointError
-from onebit.training.checkpoint import load_model
+from onebit.training.checkpoint import load_trained
 from onebit.training.config import parse_arch
 from onebit.training.data import load_dataset
 from onebit.training.model import build_model
@@ -56,9 +56,10 @@ def assert_round_trip(model, path, images):
     return before
 
 
+@pytest.mark.slow
 def test_trained_run_round_trip_is_exact(trained_run, digits, tmp_path):
     run, summary = trained_run
-    model, _ = load_model(run)
+    model, _ = load_trained(run)
     logits = assert_round_trip(model, tmp_path / "packed.npz", digits.x_test)
     acc = float((logits.argmax(1) == digits.y_test).mean())
     assert acc == pytest.approx(summary["test_acc"], abs=1e-12)

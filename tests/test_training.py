@@ -80,6 +80,7 @@ def test_train_config_errors_name_the_field(field, value):
 # --------------------------------------------------------------------------- the trained run folder
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_with_weights_only(trained_run):
     run, _ = trained_run
     state = torch.load(run / ckpt.CHECKPOINT, map_location="cpu", weights_only=True)
@@ -89,10 +90,11 @@ def test_checkpoint_loads_with_weights_only(trained_run):
     assert state["scheduler"]["periods"] == [2, 4, 8, 16]
     assert set(state["rng"]) >= {"torch", "data", "augment"}
     assert state["optimizer"]["state"]
-    model, _ = ckpt.load_model(run)
+    model, _ = ckpt.load_trained(run)
     assert set(state["model"]) == set(model.state_dict())
 
 
+@pytest.mark.slow
 def test_metrics_and_curves(trained_run):
     run, summary = trained_run
     lines = (run / ckpt.METRICS).read_text().splitlines()
@@ -123,7 +125,7 @@ def test_default_training_on_digits_reaches_95_percent(trained_run):
     assert summary["epochs"] == 30 and summary["dataset"] == "digits" and summary["params"] == 74_514
     assert summary["test_acc"] >= 0.95
     # the saved checkpoint is the model that scored it
-    model, _ = ckpt.load_model(run)
+    model, _ = ckpt.load_trained(run)
     ds = load_dataset("digits")
     assert evaluate(model, ds.x_test, ds.y_test)["acc"] == summary["test_acc"]
 
@@ -189,6 +191,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path, run_onebit):
     assert without_timings(ma) == without_timings(mb)
 
 
+@pytest.mark.slow
 def test_out_holding_a_run_is_refused_without_resume(trained_run, keep_torch_globals):
     run, _ = trained_run
     before = {p.name: p.read_bytes() for p in run.iterdir()}
@@ -207,6 +210,7 @@ def good_checkpoint(trained_run) -> bytes:
     return (run / ckpt.CHECKPOINT).read_bytes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fraction", [0.0, 0.00005, 0.005, 0.02, 0.05, 0.1, 0.5, 0.9, 0.999])
 def test_truncated_checkpoint_is_a_checkpoint_error(fraction, good_checkpoint, tmp_path):
     path = tmp_path / "checkpoint.pt"
@@ -236,6 +240,7 @@ def test_garbage_checkpoint_is_a_checkpoint_error(name, tmp_path):
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_wrong_content_checkpoints_are_checkpoint_errors(tmp_path, good_checkpoint):
     tensor = tmp_path / "tensor.pt"
     torch.save(torch.zeros(3), tensor)
@@ -244,8 +249,8 @@ def test_wrong_content_checkpoints_are_checkpoint_errors(tmp_path, good_checkpoi
     state = torch.load(io.BytesIO(good_checkpoint), weights_only=True)
     state["arch"] = {**state["arch"], "width": 2}
     torch.save(state, mismatched)
-    for path, load in ((tensor, ckpt.load_checkpoint), (missing, ckpt.load_checkpoint), (missing, ckpt.load_model),
-                       (mismatched, ckpt.load_model)):
+    for path, load in ((tensor, ckpt.load_checkpoint), (missing, ckpt.load_checkpoint), (missing, ckpt.load_trained),
+                       (mismatched, ckpt.load_trained)):
         with pytest.raises(CheckpointError) as info:
             load(path)
         assert str(path) in str(info.value)
@@ -274,7 +279,7 @@ def test_checkpoint_that_would_run_code_is_refused(writer, tmp_path):
     assert str(path) in str(info.value)
     assert not marker.exists()
     with pytest.raises(CheckpointError):
-        ckpt.load_model(path)
+        ckpt.load_trained(path)
     assert not marker.exists()
     # the payload is real: an unrestricted load does run it
     with path.open("rb") as f:

@@ -35,7 +35,7 @@ def randomise_bn(model: torch.nn.Module, seed: int = 1) -> None:
 def tiny_dataflow(folder: Path) -> Path:
     """The tiny WRN (1x8x8 input, random weights, seed 0) as an unfolded dataflow graph file in ``folder``."""
     from onebit.export.dataflow.convert import to_dataflow
-    from onebit.export.graphs import clean, load_model
+    from onebit.export.graphs import clean, load_onnx
     from onebit.export.integer import to_integer_graph
     from onebit.export.qonnx_export import export_qonnx
     from onebit.training.config import parse_arch
@@ -45,7 +45,7 @@ def tiny_dataflow(folder: Path) -> Path:
     m = build_model(parse_arch("tiny", in_channels=1)).eval()
     export_qonnx(m, torch.zeros(1, 1, 8, 8), folder / "q.onnx")
     path = folder / "tiny_df.onnx"
-    to_dataflow(to_integer_graph(clean(load_model(folder / "q.onnx")))).save(str(path))
+    to_dataflow(to_integer_graph(clean(load_onnx(folder / "q.onnx")))).save(str(path))
     return path
 
 

@@ -70,7 +70,8 @@ def model_from_state(state: dict, source: Path | str = "checkpoint") -> WRN:
     return model.eval()
 
 
-def load_model(run: str | Path) -> tuple[WRN, dict]:
+def load_trained(run: str | Path) -> tuple[WRN, dict]:
+    """A run folder or checkpoint file -> (the trained WRN in eval mode, the checkpoint state)."""
     path = resolve_checkpoint(run)
     state = load_checkpoint(path)
     return model_from_state(state, path), state

@@ -41,9 +41,9 @@ def ops(model: ModelWrapper) -> list[HWOp]:
 
 
 def load_dataflow(path: str | Path) -> ModelWrapper:
-    from onebit.export.graphs import load_model
+    from onebit.export.graphs import load_onnx
 
-    model = load_model(path)
+    model = load_onnx(path)
     for node in model.graph.node:
         if node.op_type not in OPS:
             raise GraphError(f"{path}: node {node.name} ({node.op_type}) is not a dataflow layer; expected a graph "

@@ -5,7 +5,7 @@ every generated RTL file. Two fingerprints taken on two versions of onebit show 
 of it, and name the first thing that differs.
 
 Designs (random weights, seed 0): the tiny WRN (8x8 digits), the CNV-like net of ``benchmarks/hw.py``, and
-WRN-20-10 (4-bit shifted ReLU; its RTL memories are skipped unless ``--wrn-rtl``).
+WRN-20-10 (4-bit shifted ReLU). About a minute and a half in all on 2 cores.
 
     python benchmarks/fingerprint.py --out before.json          # on one version
     python benchmarks/fingerprint.py --out after.json           # on the other
@@ -86,10 +86,14 @@ def node_print(op, lm) -> dict:
 def fingerprint(name: str, folder: Path, frames: int, rtl: bool) -> dict:
     from qonnx.core.modelwrapper import ModelWrapper
 
-    from onebit.export.dataflow.executor import execute
     from onebit.hw.build import random_inputs
     from onebit.sim.network import Network
-    from onebit.sim.simulation import simulate
+    try:
+        from onebit.export.dataflow.executor import execute
+        from onebit.sim.simulation import simulate
+    except ImportError:  # onebit before the executor and the simulation entry had modules of their own
+        from onebit.export.dataflow.graph import execute
+        from onebit.sim.network import simulate
 
     t0 = time.perf_counter()
     path = build_graph(name, folder)
@@ -118,6 +122,17 @@ def fingerprint(name: str, folder: Path, frames: int, rtl: bool) -> dict:
                       for p in sorted(design.rtl.rglob("*")) if p.is_file()}
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
+
+
+def onebit_commit() -> str | None:
+    """The git commit of the onebit being fingerprinted (None outside a checkout)."""
+    import subprocess
+
+    import onebit
+
+    folder = Path(onebit.__file__).resolve().parent
+    done = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or None
 
 
 def first_difference(a, b, where: str = "") -> str | None:
@@ -155,19 +170,19 @@ def main() -> None:
     p.add_argument("--designs", nargs="+", default=list(DESIGNS), choices=DESIGNS)
     p.add_argument("--frames", type=int, default=6)
     p.add_argument("--wrn-frames", type=int, default=1)
-    p.add_argument("--wrn-rtl", action="store_true", help="also generate WRN-20-10's RTL (slow: 26M weights)")
+    p.add_argument("--no-wrn-rtl", action="store_true", help="skip WRN-20-10's RTL (its memories: 26M weights)")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"))
     args = p.parse_args()
     if args.compare:
         sys.exit(compare(*args.compare))
-    result = {"command": command_line(), "machine": machine_info(), "designs": {}}
+    result = {"command": command_line(), "machine": machine_info(), "onebit_commit": onebit_commit(), "designs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.designs:
             wrn = name == "wrn-20-10"
             folder = Path(tmp) / name
             folder.mkdir()
-            r = fingerprint(name, folder, args.wrn_frames if wrn else args.frames, args.wrn_rtl or not wrn)
+            r = fingerprint(name, folder, args.wrn_frames if wrn else args.frames, not (wrn and args.no_wrn_rtl))
             result["designs"][name] = r
             print(f"{name}: {len(r['nodes'])} layers, {len(r['tensors'])} tensors, {len(r.get('rtl', {}))} RTL "
                   f"files, II {r['sim_unbounded']['ii']}, {r['seconds']} s")

@@ -205,8 +205,9 @@ def synthesize(design_or_rtl: Design | str | os.PathLike, files: list[str] | Non
                 raise ConfigError(f"{rtl} has no design.json; pass the Verilog files")
             files = json.loads(meta.read_text())["files"]
     rtl = rtl.resolve()
-    files = [os.path.relpath(rtl / f, rtl) for f in files]
+    files = [_script_file(f, rtl) for f in files]
     out = Path(out_dir) if out_dir is not None else rtl.parent / "synth"
+    _script_path(os.path.relpath(out.resolve(), rtl), "out_dir")
     out.mkdir(parents=True, exist_ok=True)
     out = out.resolve()
     rel = lambda name: os.path.relpath(out / name, rtl)  # noqa: E731
@@ -272,6 +273,26 @@ def synthesize(design_or_rtl: Design | str | os.PathLike, files: list[str] | Non
         report["bitstream"] = dev.bitstream
     write_json(out / REPORT, report)
     return report
+
+
+#: what a path in the Yosys script may hold (quoted there): no quote, backslash, newline, ``;`` or ``#``
+_SCRIPT_PATH = re.compile(r"[A-Za-z0-9_ ./+,=@~-]+")
+_VERILOG_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.s?v")
+
+
+def _script_path(path: str, param: str) -> str:
+    if not _SCRIPT_PATH.fullmatch(path):
+        raise ConfigError(f"{param}: {path!r} holds characters the Yosys script cannot take (letters, digits, "
+                          f"space and _ . / + , = @ ~ - only)", param=param)
+    return path
+
+
+def _script_file(name, rtl: Path) -> str:
+    """A Verilog file of the design: a plain file name inside ``rtl`` (``design.json`` may have been edited)."""
+    if not isinstance(name, str) or not _VERILOG_FILE.fullmatch(name):
+        raise ConfigError(f"files: {name!r} is not a Verilog file name of a generated design (expected e.g. "
+                          f"onebit_top.v inside {rtl.name}/)", param="files")
+    return name
 
 
 def _short_version(creator: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from qonnx.core.modelwrapper import ModelWrapper
 
 from onebit.errors import GraphError
+from onebit.hw.idents import comment, param_string, verilog_idents
 from onebit.hw.layers import RTLLayer, rtl_layer
 from onebit.hw.layers.base import RTL_DIR
 from onebit.sim.network import Network
@@ -70,14 +71,19 @@ def generate(model: ModelWrapper, folder: Path, depths: dict | None = None) -> D
     if len(ins) != 1 or len(outs) != 1:
         raise GraphError(f"the RTL top level takes a graph with one input and one output stream, got {len(ins)} and "
                          f"{len(outs)}")
-    layers = [rtl_layer(lm.op, model) for lm in net.layers]
+    idents = verilog_idents([lm.op.name for lm in net.layers])
+    layers = [rtl_layer(lm.op, model, ident) for lm, ident in zip(net.layers, idents)]
     design = Design(folder, model, net, layers, fifo_depths(model, net))
     simulate(model, frames=1, depths=design.depth_map(), fifo_sizing=False)  # DeadlockError before any build
     rtl = design.rtl
     (rtl / "mem").mkdir(parents=True, exist_ok=True)
     files = {"onebit_fifo.v"}
+    mems: set[str] = set()
     for layer in layers:
-        layer.write_memories(rtl / "mem")
+        for path in layer.write_memories(rtl / "mem"):
+            if path.name.lower() in mems:  # distinct idents make this impossible; a file must never be overwritten
+                raise GraphError(f"node {layer.name!r}: memory file {path.name} written twice")
+            mems.add(path.name.lower())
         files.update(layer.files)
     for f in sorted(files):
         (rtl / f).write_text((RTL_DIR / f).read_text())
@@ -91,7 +97,7 @@ def describe(design: Design) -> dict:
     net = design.net
     return {
         "top": TOP, "files": design.files,
-        "layers": [{"name": l.name, "op_type": l.op.onnx_node.op_type, "module": l.module,
+        "layers": [{"name": l.name, "instance": l.ident, "op_type": l.op.onnx_node.op_type, "module": l.module,
                     "pipeline_depth": l.pipeline_depth(), "params": l.params()} for l in design.layers],
         "fifos": [{"edge": net.edges[i].name, "tensor": net.edges[i].tensor, "depth": d,
                    "width": design.layers[net.edges[i].producer].out_width()} for i, d in design.depths.items()],
@@ -113,7 +119,7 @@ def top_verilog(design: Design) -> str:
     for e in net.edges:
         w = layers[e.producer].out_width() if e.producer is not None else iw
         k = e.index
-        lines += [f"    // edge {k}: {e.name} ({e.tensor})",
+        lines += [f"    // edge {k}: {_end(layers, e.producer, 'input')} -> {_end(layers, e.consumer, 'output')}",
                   f"    wire e{k}_reserve, e{k}_wvalid, e{k}_room, e{k}_valid, e{k}_ready;",
                   f"    wire [{w - 1}:0] e{k}_wdata, e{k}_data;"]
         if e.producer is None:
@@ -131,7 +137,7 @@ def top_verilog(design: Design) -> str:
                       f".in_room(e{k}_room),",
                       f"        .out_valid(e{k}_valid), .out_ready(e{k}_ready), .out_data(e{k}_data));"]
     for i, layer in enumerate(layers):
-        params = ", ".join(f".{k}({_value(v)})" for k, v in layer.params().items())
+        params = ", ".join(f".{k}({_value(v, layer)})" for k, v in layer.params().items())
         conns = [".clk(clk)", ".rst(rst)"]
         ni = layer.n_inputs()
         for e in net.in_edges[i]:
@@ -143,8 +149,9 @@ def top_verilog(design: Design) -> str:
             p = _port("out", e.port, no)
             conns += [f".{p}_reserve(e{e.index}_reserve)", f".{p}_valid(e{e.index}_wvalid)",
                       f".{p}_room(e{e.index}_room)", f".{p}_data(e{e.index}_wdata)"]
-        lines += [f"    // {layer.name} ({layer.op.onnx_node.op_type})",
-                  f"    {layer.module} #({params}) {layer.ident} (", "        " + ",\n        ".join(conns) + ");"]
+        lines += [f"    // {layer.ident} ({comment(layer.op.onnx_node.op_type)})",
+                  f"    {layer.module} #({params}) {layer.ident} (",
+                  "        " + ",\n        ".join(conns) + ");"]
     lines += ["`ifdef ONEBIT_TAPS", "    integer tap_cycle;", "    always @(posedge clk) tap_cycle <= rst ? 0 : tap_cycle + 1;"]
     for e in net.edges:
         k = e.index
@@ -159,5 +166,9 @@ def top_verilog(design: Design) -> str:
     return "\n".join(lines)
 
 
-def _value(v) -> str:
-    return f'"{v}"' if isinstance(v, str) else str(int(v))
+def _end(layers: list[RTLLayer], i: int | None, port: str) -> str:
+    return port if i is None else layers[i].ident
+
+
+def _value(v, layer: RTLLayer) -> str:
+    return param_string(v, f"node {layer.ident}") if isinstance(v, str) else str(int(v))

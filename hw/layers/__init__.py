@@ -28,13 +28,13 @@ RTL_LAYERS: dict[type[HWOp], type[RTLLayer]] = {
 }
 
 
-def rtl_layer(op: HWOp, model: ModelWrapper) -> RTLLayer:
-    """The RTL layer that generates ``op`` (a node of ``model``)."""
+def rtl_layer(op: HWOp, model: ModelWrapper, ident: str | None = None) -> RTLLayer:
+    """The RTL layer that generates ``op`` (a node of ``model``), instance ``ident`` (default: from its name)."""
     cls = RTL_LAYERS.get(type(op))
     if cls is None:
         raise UnsupportedError(f"node {op.name}: no RTL for {op.onnx_node.op_type}; onebit's RTL covers "
                                f"{', '.join(sorted(c.op_type for c in RTL_LAYERS))}")
-    return cls(op, model)
+    return cls(op, model, ident)
 
 
 __all__ = ["RTL_LAYERS", "RTLLayer", "rtl_layer"]

@@ -21,24 +21,25 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from onebit.errors import UnsupportedError
 from onebit.export.dataflow.base import HWOp
+from onebit.hw.idents import verilog_ident
 
 RTL_DIR = Path(__file__).resolve().parent.parent / "rtl"
+
+
 class RTLLayer(ABC):
     module = ""
     files: tuple[str, ...] = ()
 
-    def __init__(self, op: HWOp, model: ModelWrapper):
+    def __init__(self, op: HWOp, model: ModelWrapper, ident: str | None = None):
         self.op = op
         self.model = model
+        #: the instance's Verilog identifier, also naming its memory files; ``generate`` hands every layer of a
+        #: graph a distinct one (``onebit.hw.idents``), never the raw node name
+        self.ident = ident or verilog_ident(op.name)
 
     @property
     def name(self) -> str:
         return self.op.name
-
-    @property
-    def ident(self) -> str:
-        """The node name as a Verilog identifier."""
-        return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in self.name)
 
     def n_inputs(self) -> int:
         return len(self.op.stream_inputs())
@@ -72,6 +73,7 @@ class RTLLayer(ABC):
         return np.asarray(t)
 
     def mem_prefix(self, what: str) -> str:
+        """``mem/<ident>_<what>``: distinct identifiers give distinct files (the suffixes after ``what`` are fixed)."""
         return f"mem/{self.ident}_{what}"
 
 

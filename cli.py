@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import click
 
 from onebit.cli_args import flag_of, load_npy, stderr_log
-from onebit.errors import CheckpointError, ConfigError, OnebitError, check_positive
+from onebit.errors import CheckpointError, ConfigError, OnebitError, check_positive, one_line
 
 
 def emit(as_json: bool, payload: dict, lines: list[str]) -> None:
@@ -295,19 +296,43 @@ def user_message(err: OnebitError, argv: list[str]) -> str:
     return err.named(flag) if flag else str(err)
 
 
+def usage_message(err: click.UsageError) -> str:
+    """Click's own complaint about the command line (an unknown option, a value out of range), as onebit words
+    its errors: the command, the complaint, where to read more."""
+    command = err.ctx.command_path if err.ctx is not None else "onebit"
+    return f"{command}: {err.format_message().rstrip('.')}; see '{command} --help'"
+
+
+def fail(message: str, status: int = 2) -> None:
+    click.echo(f"error: {one_line(message)}", err=True)
+    sys.exit(status)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         cli.main(args=argv, prog_name="onebit", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("error: interrupted", err=True)
-        sys.exit(130)
+    except (click.exceptions.Abort, KeyboardInterrupt) as e:
+        if isinstance(e.__cause__, EOFError):  # click turns every EOFError into Abort: a reader's bug, not ^C
+            internal_error(e.__cause__, argv)
+        fail("interrupted", 130)
+    except click.exceptions.NoArgsIsHelpError as e:  # plain `onebit`, or a group without its command
+        click.echo(e.ctx.get_help())
+    except click.UsageError as e:
+        fail(usage_message(e))
     except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
+        fail(e.format_message())
     except OnebitError as e:
-        click.echo(f"error: {user_message(e, argv)}", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        click.echo("error: interrupted", err=True)
-        sys.exit(130)
+        fail(user_message(e, argv))
+    except MemoryError:
+        fail(f"onebit {' '.join(argv[:1])}: not enough memory; try fewer frames or a smaller design")
+    except Exception as e:
+        internal_error(e, argv)
+
+
+def internal_error(e: BaseException, argv: list[str]) -> None:
+    """A bug in onebit, not the user's mistake: say so, in one line (``ONEBIT_TRACEBACK=1``: the traceback)."""
+    if os.environ.get("ONEBIT_TRACEBACK"):
+        raise e
+    fail(f"internal error in 'onebit {' '.join(argv[:1])}' ({type(e).__name__}: {e}); please report it "
+         f"(ONEBIT_TRACEBACK=1 shows where)", 1)

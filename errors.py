@@ -95,3 +95,9 @@ def check_positive(param: str, value, *, integer: bool = False, error: type[Oneb
         kind = "a positive integer" if integer else "a positive number"
         raise error(f"{param}: expected {kind}, got {value!r}", param=param)
     return value
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: every line break and other control character (a node name may hold any) written as
+    its escape, so a message can neither span lines nor drive the terminal."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
 from qonnx.transformation.base import Transformation
@@ -15,7 +17,10 @@ from qonnx.transformation.general import GiveUniqueNodeNames, RemoveUnusedTensor
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
-from onebit.errors import GraphError
+from onebit.errors import GraphError, OnebitError, one_line
+
+# onnxruntime logs a failing node on stderr itself, beside the error onebit reports: keep only onebit's line
+onnxruntime.set_default_logger_severity(4)
 
 
 def load_onnx(path: str | Path) -> ModelWrapper:
@@ -95,12 +100,43 @@ class BatchFreeReshape(Transformation):
         return model, False
 
 
-def clean(model: ModelWrapper) -> ModelWrapper:
-    """qonnx's standard tidy-up: shapes, constant folding (quantizers kept), unique names, data types."""
+def clean(model: ModelWrapper, source: str | Path | None = None) -> ModelWrapper:
+    """qonnx's standard tidy-up: shapes, constant folding (quantizers kept), unique names, data types.
+    ``source``: the user's file the graph came from (see :func:`foreign_errors`)."""
     for t in (RemoveInitializerInputs(), InferShapes(), FoldConstants(exclude_op_types=["Quant", "BipolarQuant"]),
               BatchFreeReshape(), RemoveUnusedTensors(), GiveUniqueNodeNames(), InferShapes(), InferDataTypes()):
-        model = model.transform(t)
+        with foreign_errors(source, f"qonnx's {type(t).__name__}"):
+            model = model.transform(t)
     return model
+
+
+#: the libraries whose exceptions on a user's graph are the graph's problem, not onebit's
+FOREIGN_LIBRARIES = {"qonnx", "onnx", "onnxruntime", "onnxoptimizer"}
+
+
+@contextmanager
+def foreign_errors(source: str | Path | None, what: str):
+    """An exception raised inside qonnx, onnx or onnxruntime while they work on the graph from ``source`` (a
+    user's file) becomes a GraphError naming the file and ``what`` failed; onebit's own exceptions, and any
+    exception on a graph onebit made itself (``source`` None), pass unchanged."""
+    try:
+        yield
+    except OnebitError:
+        raise
+    except Exception as e:
+        library = _raised_in(e)
+        if source is None or library not in FOREIGN_LIBRARIES:
+            raise
+        raise GraphError(f"{source}: {what} failed in {library} ({type(e).__name__}: "
+                         f"{one_line(' '.join(str(e).split()))[:200]})") from None
+
+
+def _raised_in(e: BaseException) -> str:
+    """The top-level package whose code raised ``e`` (its innermost Python frame)."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_globals.get("__name__", "").split(".")[0] if tb is not None else ""
 
 
 def with_batch(model: ModelWrapper, n: int) -> ModelWrapper:

@@ -205,11 +205,14 @@ def lower_file(path: str | Path, out: str | Path, *, frames: int = 16, inputs: n
     """
     from onebit.export.integer_lowering import Lowering
     from onebit.export.integer_thresholds import quant_params
+    from onebit.export.qonnx_checks import check_qonnx_nodes
 
     out = Path(out)
     passes = Passes(log)
     with passes.step("load and clean QONNX"):
-        qonnx = graphs.clean(graphs.load_onnx(path))
+        raw = graphs.load_onnx(path)
+        check_qonnx_nodes(raw, path)
+        qonnx = graphs.clean(raw, source=path)
     quant = input_quantizer(qonnx, str(path))
     scale, zp, levels = quant_params(Lowering(qonnx), quant)
     if np.asarray(scale).size != 1:
@@ -223,7 +226,8 @@ def lower_file(path: str | Path, out: str | Path, *, frames: int = 16, inputs: n
         graphs.check_input(qonnx, inputs, "inputs", param="inputs")
         codes = np.clip(np.round(inputs / scale), levels[0], levels[-1]).astype(np.float32)
     float_input = (codes * scale).astype(np.float32)
-    integer, dataflow, report = lower_and_check(qonnx, codes, float_input, passes, None, top_k)
+    with graphs.foreign_errors(path, "lowering"):
+        integer, dataflow, report = lower_and_check(qonnx, codes, float_input, passes, None, top_k)
     out.mkdir(parents=True, exist_ok=True)
     save(qonnx, out / QONNX_FILE)
     save(integer, out / INTEGER_FILE)

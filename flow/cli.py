@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from onebit.cli_args import stderr_log
+from onebit.errors import renamed
 
 DEFAULT_OUT = "onebit-run"
 
@@ -177,7 +178,8 @@ def verify_cmd(run, out, frames, graph, fifo_depths, as_json):
     from onebit.cli_args import load_fifo_depths
 
     depths = load_fifo_depths(fifo_depths) if fifo_depths else None
-    report = verify_chain(run, out, frames=frames, graph=graph, depths=depths, log=stderr_log(as_json))
+    with renamed({"depths": "fifo_depths"}):  # the depths came from --fifo-depths
+        report = verify_chain(run, out, frames=frames, graph=graph, depths=depths, log=stderr_log(as_json))
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:

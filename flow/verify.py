@@ -173,17 +173,19 @@ def verify_chain(run: str | Path, out: str | Path, *, frames: int = 8, graph: st
 
     out = Path(out)
     report: dict = {"run": str(run), "frames": frames}
-    try:
-        checks = export_rows(export_run(run, out / "export", frames=frames, log=log))
-    except OnebitError as e:
-        return _finish(out, report, [row("export", "PyTorch = QONNX = integer graph = dataflow graph", False,
-                                         frames, str(e))])
+    # the inputs first: a missing run, data set or graph is the user's mistake, not a stage that differs
     _, state = load_trained(run)
     ds = load_dataset(state.get("train", {}).get("data"))
+    folded = dfg.load_dataflow(graph) if graph is not None else None
+    try:
+        checks = export_rows(export_run(run, out / "export", frames=frames, log=log))
+    except ParityError as e:
+        return _finish(out, report, [row("export", "PyTorch = QONNX = integer graph = dataflow graph", False,
+                                         frames, str(e))])
     x = ds.x_test[:frames].astype(np.float32)  # uint8 NHWC: the dataflow graph's input layout
     unfolded = dfg.load_dataflow(out / "export" / DATAFLOW_FILE)
     reference = graph_outputs(unfolded, x)
-    model = dfg.load_dataflow(graph) if graph is not None else unfolded
+    model = folded if folded is not None else unfolded
     checks += sim_rows(reference, simulated_outputs(model, simulate(model, inputs=x, depths=depths)),
                        folded=graph is not None)
     try:

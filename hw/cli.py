@@ -7,7 +7,7 @@ import json
 import click
 
 from onebit.cli_args import load_npy, stderr_log
-from onebit.errors import check_positive
+from onebit.errors import check_positive, renamed
 
 
 @click.command("build")
@@ -35,8 +35,9 @@ def build_cmd(graph, device, clock_mhz, out, frames, inputs, fifo_depths, no_syn
     check_device(device)
     x = load_npy(inputs) if inputs else None
     depths = load_fifo_depths(fifo_depths) if fifo_depths else None
-    report = build(graph, out, device=device, clock_mhz=clock_mhz, frames=frames, inputs=x, depths=depths,
-                   synth=not no_synth, pnr=not no_pnr, log=stderr_log(as_json))
+    with renamed({"depths": "fifo_depths"}):  # the depths came from --fifo-depths
+        report = build(graph, out, device=device, clock_mhz=clock_mhz, frames=frames, inputs=x, depths=depths,
+                       synth=not no_synth, pnr=not no_pnr, log=stderr_log(as_json))
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:

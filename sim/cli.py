@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from onebit.cli_args import load_fifo_depths, load_npy
-from onebit.errors import check_positive
+from onebit.errors import check_positive, renamed
 
 
 
@@ -57,7 +57,8 @@ def sim_cmd(graph, frames, clock_mhz, inputs, output_npy, fifo_depths, out_stem,
         shape = input_shape(model)
         rng = np.random.default_rng(0)
         x = rng.integers(int(dt.min()), int(dt.max()) + 1, (frames or 1, *shape[1:])).astype(np.float32)
-    res = simulate(model, frames=frames, inputs=x, depths=depths)
+    with renamed({"depths": "fifo_depths"}):  # the depths came from --fifo-depths
+        res = simulate(model, frames=frames, inputs=x, depths=depths)
     report = build_report(res, clock_mhz, str(graph))
     if output_npy:
         out_name = model.graph.output[0].name

@@ -13,7 +13,7 @@ import click
 
 from onebit.atomic import write_bytes, write_json
 from onebit.cli_args import load_json_object
-from onebit.errors import FoldingError, check_positive
+from onebit.errors import FoldingError, OnebitError, check_positive, one_line
 
 
 def default_out(graph: Path) -> Path:
@@ -68,7 +68,10 @@ def fold_cmd(graph, target_fps, clock_mhz, max_luts, config, out, as_json):
     model = load_dataflow(graph)
     if cfg is not None:
         removed = strip_stream_nodes(model)
-        apply_folding(model, cfg)
+        try:
+            apply_folding(model, cfg)
+        except OnebitError as e:  # whatever is wrong, the config says it
+            raise type(e)(f"--config {config}: {one_line(str(e))}") from None
         InsertDWC().apply(model)
         report = folding_report(model, clock_mhz)
         report["search"] = {"config": str(config), "target_fps": None, "max_luts": None,

@@ -153,10 +153,9 @@ INITIALIZER_EDITS = [
     ("weights_1", lambda w: w[:, :15], ["MVAU_1", "weights 'weights_1' have shape (144, 15); expected (144, 16)"]),
     ("weights_1", lambda w: np.where(np.arange(w.size).reshape(w.shape) == 7, np.nan, w), ["NaN or infinite"]),
     ("weights_1", lambda w: np.where(np.arange(w.size).reshape(w.shape) == 7, np.inf, w), ["NaN or infinite"]),
-    ("weights_1", lambda w: np.where(np.arange(w.size).reshape(w.shape) == 7, 0.0, w), ["outside weightDataType "
-                                                                                         "BIPOLAR"]),
-    ("thresholds_3", lambda t: t[:15], ["MVAU_1", "thresholds 'thresholds_3' have shape (15, 15); expected "
-                                                  "(16, n) or (1, n)"]),
+    ("weights_1", lambda w: np.where(np.arange(w.size).reshape(w.shape) == 7, 0.0, w),
+     ["outside weightDataType BIPOLAR"]),
+    ("thresholds_3", lambda t: t[:15], ["MVAU_1", "'thresholds_3' have shape (15, 15); expected (16, n) or (1, n)"]),
     ("thresholds_3", lambda t: np.concatenate([t, t], axis=1), ["30 thresholds", "outside outputDataType INT5"]),
     ("thresholds_2", lambda t: t[:, :14], ["Thresholding_1", "expected (16, 15) or (1, 15)"]),
     ("thresholds_2", lambda t: t + 0.5, ["Thresholding_1", "outside weightDataType INT7"]),

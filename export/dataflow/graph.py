@@ -41,9 +41,8 @@ def ops(model: ModelWrapper) -> list[HWOp]:
 
 
 def load_dataflow(path: str | Path) -> ModelWrapper:
-    from onebit.export.graphs import load_onnx
-
     from onebit.export.dataflow.validate import check_dataflow
+    from onebit.export.graphs import load_onnx
 
     model = load_onnx(path)
     for node in model.graph.node:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from qonnx.core.modelwrapper import ModelWrapper
+
 from onebit.errors import GraphError, OnebitError
 from onebit.export.dataflow.base import HWOp, supported_dtype
-from qonnx.core.modelwrapper import ModelWrapper
 
 
 def check_dataflow(model: ModelWrapper, source: str = "dataflow graph") -> ModelWrapper:
@@ -44,9 +45,10 @@ def _shapes(model: ModelWrapper) -> dict[str, tuple]:
 
 
 def _same_stream(a: tuple, b: tuple) -> bool:
-    """The same stream: as many values, the same innermost (channel) axis; batch-1 shapes may differ in how the
-    outer axes are written ((1, 1, 1, C) and (1, C))."""
-    return a[-1:] == b[-1:] and int(np.prod(a)) == int(np.prod(b))
+    """The same stream: as many values per frame, in the same (row-major NHWC) order; the shapes may group them
+    differently: (1, 1, 1, C) and (1, C), or a feature map (1, H, W, C) read as one vector (1, H*W*C) by the
+    fully connected MVAU after a flatten."""
+    return int(np.prod(a)) == int(np.prod(b))
 
 
 def _fmt(shape) -> str:
@@ -120,7 +122,7 @@ def _check(model: ModelWrapper) -> None:
 def _check_edge(model, producer: tuple, tensor: str, op: HWOp, i: int, in_shape: tuple, dtypes: dict) -> None:
     """The stream ``tensor`` into input ``i`` of ``op``: the shape and data type its producer (or the graph
     input) writes are the ones ``op`` reads."""
-    prod, j = producer
+    prod, _ = producer
     node = op.onnx_node
     where = f"node {node.name} ({node.op_type}): input {tensor!r}"
     wrote = in_shape if prod is None else tuple(prod.output_shape())

@@ -13,7 +13,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
 from qonnx.transformation.base import Transformation
 from qonnx.transformation.fold_constants import FoldConstants
-from qonnx.transformation.general import GiveUniqueNodeNames, RemoveUnusedTensors
+from qonnx.transformation.general import RemoveUnusedTensors
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
@@ -100,11 +100,34 @@ class BatchFreeReshape(Transformation):
         return model, False
 
 
+class NameNodes(Transformation):
+    """Unique node names that keep the user's: a node keeps a name no other node has; an unnamed or
+    repeated one is called ``<op type>_<n>`` (qonnx's GiveUniqueNodeNames renames every node, and errors would
+    name nodes the user's graph does not have)."""
+
+    def apply(self, model):
+        counts: dict[str, int] = {}
+        for n in model.graph.node:
+            counts[n.name] = counts.get(n.name, 0) + 1
+        taken = {name for name, c in counts.items() if name and c == 1}
+        next_index: dict[str, int] = {}
+        for n in model.graph.node:
+            if n.name in taken and counts[n.name] == 1:
+                continue
+            k = next_index.get(n.op_type, 0)
+            while f"{n.op_type}_{k}" in taken:
+                k += 1
+            n.name = f"{n.op_type}_{k}"
+            taken.add(n.name)
+            next_index[n.op_type] = k + 1
+        return model, False
+
+
 def clean(model: ModelWrapper, source: str | Path | None = None) -> ModelWrapper:
-    """qonnx's standard tidy-up: shapes, constant folding (quantizers kept), unique names, data types.
+    """qonnx's standard tidy-up: shapes, constant folding (quantizers kept), unique node names, data types.
     ``source``: the user's file the graph came from (see :func:`foreign_errors`)."""
     for t in (RemoveInitializerInputs(), InferShapes(), FoldConstants(exclude_op_types=["Quant", "BipolarQuant"]),
-              BatchFreeReshape(), RemoveUnusedTensors(), GiveUniqueNodeNames(), InferShapes(), InferDataTypes()):
+              BatchFreeReshape(), RemoveUnusedTensors(), NameNodes(), InferShapes(), InferDataTypes()):
         with foreign_errors(source, f"qonnx's {type(t).__name__}"):
             model = model.transform(t)
     return model

@@ -87,7 +87,7 @@ def to_integer_graph(qonnx_model: ModelWrapper) -> ModelWrapper:
     for node in src.graph.node:
         handler = RULES.get(node.op_type)
         if handler is None:
-            raise UnsupportedError(f"node {node.name}: op type {node.op_type} is not supported; expected one of "
+            raise UnsupportedError(f"node {node.name} ({node.op_type}): op type not supported; expected one of "
                                    f"{', '.join(sorted(RULES))}")
         handler(low, node)
     out_name = src.graph.output[0].name

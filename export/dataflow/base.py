@@ -9,7 +9,9 @@ FINN's attribute names, plus what the simulator and the hardware build need:
   which the simulator times and the RTL runs, and ``pipeline_depth()``, the cycles from a writing step to the
   beat leaving the layer; ``exp_cycles()`` (cycles per frame) is the layout's period;
 - ``folding()``: the PE/SIMD attributes and what they must divide; ``resources()``: a LUT/memory estimate for
-  the folding search.
+  the folding search;
+- ``check(model)``: GraphError unless the node's attributes and parameter tensors are what the op declares
+  (:mod:`onebit.export.dataflow.validate` checks the graph around them); every other method may assume them.
 
 Tensors are float32 containers holding integers; ``DataType`` names (qonnx) annotate them.
 """
@@ -20,15 +22,37 @@ import math
 from abc import abstractmethod
 
 import numpy as np
-from onnx import helper
+from onnx import AttributeProto, helper
 from qonnx.core.datatype import DataType
 from qonnx.custom_op.base import CustomOp
 
-from onebit.errors import UnsupportedError
+from onebit.errors import GraphError, UnsupportedError
 from onebit.export.dataflow.layout import StepLayout, one_to_one
 
 FINN_DOMAIN = "finn.custom_op.fpgadataflow"
 ONEBIT_DOMAIN = "onebit.export.dataflow.ops"
+
+#: the attribute kinds of ``get_nodeattr_types`` as ONNX attribute types, and how messages call them
+ATTR_KINDS = {"i": (AttributeProto.INT, "an integer"), "ints": (AttributeProto.INTS, "a list of integers"),
+              "s": (AttributeProto.STRING, "a string"), "f": (AttributeProto.FLOAT, "a float"),
+              "floats": (AttributeProto.FLOATS, "a list of floats")}
+ATTR_TYPE_WORDS = {code: word for code, word in ATTR_KINDS.values()}
+#: the widest integer a stream or parameter may hold (tensors are float32/float64 containers of integers)
+MAX_BITS = 32
+
+
+def is_dtype_attr(name: str) -> bool:
+    """FINN's data-type attributes: ``inputDataType``, ``OutputDataType``, ``dataType``, ``lhs_dtype`` ..."""
+    return name.lower().endswith(("datatype", "_dtype"))
+
+
+def supported_dtype(name: str) -> DataType | None:
+    """The qonnx DataType called ``name`` if onebit computes with it (an integer type of 1 to MAX_BITS bits)."""
+    try:
+        dt = DataType[name]
+    except (KeyError, ValueError, TypeError):
+        return None
+    return dt if dt.is_integer() and 1 <= dt.bitwidth() <= MAX_BITS else None
 
 
 class HWOp(CustomOp):
@@ -38,6 +62,13 @@ class HWOp(CustomOp):
     domain = FINN_DOMAIN
     #: op-specific FINN attributes: name -> (type, required, default)
     attrs: dict = {}
+    #: integer attributes (for a list: each element) that must be >= 1; ``nonnegative`` those that must be >= 0
+    positive: tuple[str, ...] = ()
+    nonnegative: tuple[str, ...] = ()
+    #: list attributes of a fixed length: name -> length
+    lengths: dict[str, int] = {}
+    #: folding attribute -> what the number in ``folding()`` is, for messages ("MH")
+    divides: dict[str, str] = {}
 
     # ----- qonnx CustomOp interface --------------------------------------------------------------------
     def get_nodeattr_types(self):
@@ -71,6 +102,130 @@ class HWOp(CustomOp):
     def set_nodeattr(self, name, value):
         super().set_nodeattr(name, value)
         self.__dict__.get("_attrs", {}).pop(name, None)
+
+    # ----- validation ----------------------------------------------------------------------------------
+    def fail(self, what: str, error: type = GraphError):
+        raise error(f"node {self.name} ({self.onnx_node.op_type}): {what}")
+
+    def check(self, model=None) -> None:
+        """GraphError (one line, naming the node) unless the node is one this op can compute: declared attributes
+        present with their types, known data types, positive counts, lists of the right length, folding that
+        divides what it must, and (with ``model``) parameter tensors of the right shape and values. Each later
+        step relies on the earlier ones."""
+        self.check_attributes()
+        self.check_numbers()
+        self.check_rules()
+        self.check_folding()
+        self.check_ports()
+        if model is not None:
+            self.check_params(model)
+
+    def check_attributes(self) -> None:
+        present = {a.name: a for a in self.onnx_node.attribute}
+        for name, (kind, required, _default) in self.get_nodeattr_types().items():
+            a = present.get(name)
+            if a is None:
+                if required:
+                    self.fail(f"required attribute {name} is missing")
+                continue
+            code, word = ATTR_KINDS.get(kind, (None, kind))
+            if code is not None and a.type != code:
+                self.fail(f"attribute {name} is {ATTR_TYPE_WORDS.get(a.type, 'of another type')}; expected {word}")
+            if kind == "s" and is_dtype_attr(name):
+                value = self.attr(name)
+                value = value.decode() if isinstance(value, bytes) else value
+                if (value or required) and supported_dtype(value) is None:
+                    self.fail(f"{name} {value!r} is not a data type onebit computes with; expected BIPOLAR, BINARY, "
+                              f"TERNARY, INTn or UINTn (n <= {MAX_BITS})")
+
+    def check_numbers(self) -> None:
+        for name, length in self.lengths.items():
+            n = len(self.attr(name))
+            if n != length:
+                self.fail(f"attribute {name} has {n} values; expected {length}")
+        for names, low in ((self.positive, 1), (self.nonnegative, 0)):
+            for name in names:
+                value = self.attr(name)
+                values = list(value) if isinstance(value, (list, tuple)) else [value]
+                if isinstance(value, (list, tuple)) and not values:
+                    self.fail(f"attribute {name} is empty")
+                if any(v < low for v in values):
+                    self.fail(f"{name} {_fmt(value)} must be {'positive' if low else 'non-negative'}")
+
+    def check_rules(self) -> None:
+        """Op-specific relations between attributes (overridden)."""
+
+    def check_folding(self) -> None:
+        for attr, bound in self.folding().items():
+            value = self.attr(attr)
+            if value < 1 or bound % value:
+                what = self.divides.get(attr, "")
+                self.fail(f"{attr} {value} must divide {what + ' ' if what else ''}{bound}", error=GraphError)
+
+    def input_count(self) -> tuple[int, ...]:
+        """How many inputs the node may have (streams, then parameters)."""
+        return (len(self.stream_inputs()),)
+
+    def output_count(self) -> int:
+        return 1
+
+    def check_ports(self) -> None:
+        n_in, n_out = len(self.onnx_node.input), len(self.onnx_node.output)
+        if n_in not in self.input_count():
+            self.fail(f"{n_in} inputs; expected {' or '.join(map(str, self.input_count()))}")
+        if n_out != self.output_count():
+            self.fail(f"{n_out} outputs; expected {self.output_count()}")
+        if any(not t for t in (*self.onnx_node.input, *self.onnx_node.output)):
+            self.fail("an input or output has no name")
+
+    def check_params(self, model) -> None:
+        """Parameter tensors (overridden by the ops that have them): see :meth:`param`."""
+
+    def param(self, model, index: int, what: str, shapes: list[tuple]) -> np.ndarray:
+        """Input ``index``, an initializer of one of ``shapes`` (None: any size >= 1), all finite: the op's
+        ``what`` (weights, thresholds)."""
+        name = self.onnx_node.input[index]
+        value = model.get_initializer(name)
+        if value is None:
+            self.fail(f"{what} {name!r} is not an initializer (a constant in the graph)")
+
+        def fits(shape):
+            return len(shape) == value.ndim and all(n == s or (s is None and n >= 1)
+                                                   for n, s in zip(value.shape, shape))
+        if not any(fits(s) for s in shapes):
+            wanted = " or ".join("(" + ", ".join("n" if s is None else str(s) for s in shape) + ")"
+                                 for shape in dict.fromkeys(shapes))
+            self.fail(f"{what} {name!r} have shape {tuple(value.shape)}; expected {wanted}")
+        if value.size and not np.isfinite(value.min() + value.max()):  # min/max propagate nan; one pass each
+            self.fail(f"{what} {name!r} hold NaN or infinite values")
+        return value
+
+    def check_values(self, value: np.ndarray, what: str, dtype_attr: str) -> None:
+        """``value`` (finite) within the data type in attribute ``dtype_attr``, integers where the type is."""
+        dt = self.attr_dtype(dtype_attr)
+        name = dt.name
+        if not value.size:
+            return
+        lo, hi = float(value.min()), float(value.max())
+        if name == "BIPOLAR":
+            bad = not np.all(np.abs(value) == 1)
+        else:
+            bad = lo < dt.min() or hi > dt.max() or not np.array_equal(value, np.rint(value))
+        if bad:
+            self.fail(f"{what} hold values outside {dtype_attr} {name} ([{dt.min()}, {dt.max()}], integers; got "
+                      f"[{lo:g}, {hi:g}])")
+
+    def check_levels(self, steps: int) -> None:
+        """Thresholding's outputs ``ActVal + [0, steps]`` (BIPOLAR: +-1 from one threshold) fit outputDataType."""
+        odt = self.output_dtype()
+        if odt.name == "BIPOLAR":
+            if steps != 1:
+                self.fail(f"{steps} thresholds per channel for a BIPOLAR output; expected 1")
+            return
+        lo = int(self.attr("ActVal"))
+        if lo < odt.min() or lo + steps > odt.max():
+            self.fail(f"ActVal {lo} plus {steps} thresholds gives outputs in [{lo}, {lo + steps}], outside "
+                      f"outputDataType {odt.name} ([{odt.min()}, {odt.max()}])")
 
     # ----- onebit interface -------------------------------------------------------------------------
     def frozen(self) -> HWOp:
@@ -171,6 +326,10 @@ class HWOp(CustomOp):
     def execute(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         """Bit-exact outputs for a batch of frames (leading axis N). Inputs are never written in place; an
         output may be an input itself (pass-through layers)."""
+
+
+def _fmt(value) -> str:
+    return str(list(value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def make_node(cls: type[HWOp], inputs: list[str], outputs: list[str], name: str, **attrs):

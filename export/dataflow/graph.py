@@ -31,7 +31,7 @@ META_TAIL = "onebit.tail_ops"
 def get_op(node) -> HWOp:
     cls = OPS.get(node.op_type)
     if cls is None:
-        raise UnsupportedError(f"node {node.name}: {node.op_type} is not a dataflow layer onebit knows; expected "
+        raise UnsupportedError(f"node {node.name} ({node.op_type}): not a dataflow layer onebit knows; expected "
                                f"one of {', '.join(sorted(OPS))}")
     return cls(node)
 
@@ -41,6 +41,7 @@ def ops(model: ModelWrapper) -> list[HWOp]:
 
 
 def load_dataflow(path: str | Path) -> ModelWrapper:
+    from onebit.export.dataflow.validate import check_dataflow
     from onebit.export.graphs import load_onnx
 
     model = load_onnx(path)
@@ -48,7 +49,7 @@ def load_dataflow(path: str | Path) -> ModelWrapper:
         if node.op_type not in OPS:
             raise GraphError(f"{path}: node {node.name} ({node.op_type}) is not a dataflow layer; expected a graph "
                              f"written by 'onebit export' or 'onebit lower'")
-    return model
+    return check_dataflow(model, str(path))
 
 
 def scores_name(model: ModelWrapper) -> str:
@@ -65,17 +66,24 @@ def input_shape(model: ModelWrapper) -> tuple:
 
 
 def check_frames(model: ModelWrapper, x: np.ndarray, source: str = "input") -> np.ndarray:
-    """``x`` as float32 frames of the graph's input, checked for shape and integer range; ``source`` (the
+    """``x`` as float32 frames of the graph's input, checked for type, shape and integer range; ``source`` (the
     parameter or file they came from) starts each error's message."""
     name = model.graph.input[0].name
     shape = input_shape(model)
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise GraphError(f"{source}: frames of dtype {x.dtype}; expected numbers (integers of the graph input's "
+                         f"type)", param=source)
     if x.ndim == len(shape) - 1:
         x = x[None]
     if tuple(x.shape[1:]) != shape[1:]:
         raise GraphError(f"{source}: the dataflow graph's input {name!r} takes frames of shape "
                          f"(N, {', '.join(map(str, shape[1:]))}) (NHWC), got {tuple(x.shape)}", param=source)
     dt = model.get_tensor_datatype(name)
-    xi = np.asarray(x)
+    xi = x
+    if xi.dtype.kind == "f" and not np.all(np.isfinite(xi)):
+        raise GraphError(f"{source}: frames hold NaN or infinite values; expected integers in [{dt.min()}, "
+                         f"{dt.max()}] ({dt.name})", param=source)
     if not np.all(xi == np.round(xi)) or xi.min(initial=0) < dt.min() or xi.max(initial=0) > dt.max():
         raise GraphError(f"{source}: input values must be integers in [{dt.min()}, {dt.max()}] ({dt.name}), got "
                          f"[{xi.min()}, {xi.max()}]", param=source)

@@ -20,6 +20,14 @@ class ChannelPad(HWOp):
         "inputDataType": ("s", True, ""), "numInputVectors": ("ints", False, [1]),
     }
 
+    positive = ("NumChannels", "OutChannels", "PE", "numInputVectors")
+    divides = {"PE": "NumChannels and OutChannels (their gcd)"}
+
+    def check_rules(self):
+        if self.attr("OutChannels") < self.attr("NumChannels"):
+            self.fail(f"OutChannels {self.attr('OutChannels')} is below NumChannels {self.attr('NumChannels')}; "
+                      f"expected channels appended")
+
     def get_nodeattr_types(self):
         types = super().get_nodeattr_types()
         types.pop("backend")  # a plain qonnx CustomOp: FINN's HW passes must not treat it as theirs

@@ -13,6 +13,12 @@ class DuplicateStreams(HWOp):
         "inputDataType": ("s", True, ""), "numInputVectors": ("ints", False, [1]),
     }
 
+    positive = ("NumChannels", "PE", "NumOutputStreams", "numInputVectors")
+    divides = {"PE": "NumChannels"}
+
+    def output_count(self):
+        return self.attr("NumOutputStreams")
+
     def output_dtype(self):
         return self.input_dtype()
 

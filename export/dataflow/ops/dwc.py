@@ -18,6 +18,21 @@ class StreamingDataWidthConverter(HWOp):
         "outWidth": ("i", True, 0), "dataType": ("s", True, ""),
     }
 
+    positive = ("inShape", "outShape", "inWidth", "outWidth")
+
+    def check_rules(self):
+        bits = self.input_dtype().bitwidth()
+        ins, outs = self.attr("inShape"), self.attr("outShape")
+        if int(np.prod(ins)) != int(np.prod(outs)):
+            self.fail(f"inShape {list(ins)} and outShape {list(outs)} hold different numbers of values")
+        for side, width, shape in (("in", self.attr("inWidth"), ins), ("out", self.attr("outWidth"), outs)):
+            if width % bits:
+                self.fail(f"{side}Width {width} must be a multiple of the {bits} bits of dataType "
+                          f"{self.attr('dataType')}")
+            if shape[-1] % (width // bits):
+                self.fail(f"{side}Width {width} moves {width // bits} values a beat, which must divide the "
+                          f"{shape[-1]} channels of {side}Shape")
+
     def input_dtype(self, i=0):
         return self.attr_dtype("dataType")
 

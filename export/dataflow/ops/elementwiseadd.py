@@ -18,6 +18,21 @@ class ElementwiseAdd(HWOp):
         "ram_style": ("s", False, "auto"), "mem_mode": ("s", False, "internal_embedded"),
     }
 
+    positive = ("lhs_shape", "rhs_shape", "out_shape", "PE")
+    divides = {"PE": "the channels"}
+
+    def check_rules(self):
+        shapes = [list(self.attr(a)) for a in ("lhs_shape", "rhs_shape", "out_shape")]
+        if not shapes[0] == shapes[1] == shapes[2]:
+            self.fail(f"lhs_shape {shapes[0]}, rhs_shape {shapes[1]} and out_shape {shapes[2]} differ; expected one "
+                      f"shape")
+        lo = self.input_dtype(0).min() + self.input_dtype(1).min()
+        hi = self.input_dtype(0).max() + self.input_dtype(1).max()
+        out = self.output_dtype()
+        if lo < out.min() or hi > out.max():
+            self.fail(f"out_dtype {out.name} does not hold the sums in [{lo}, {hi}] of {self.attr('lhs_dtype')} and "
+                      f"{self.attr('rhs_dtype')}")
+
     def get_nodeattr_types(self):
         types = super().get_nodeattr_types()
         types["inFIFODepths"] = ("ints", False, [2, 2])

@@ -3,6 +3,7 @@ the FIFO into the edge it sits on (its layout is the 1:1 stream of what passes t
 
 from __future__ import annotations
 
+import numpy as np
 
 from onebit.export.dataflow.base import HWOp
 
@@ -13,6 +14,13 @@ class StreamingFIFO(HWOp):
         "depth": ("i", True, 2), "folded_shape": ("ints", True, []), "normal_shape": ("ints", True, []),
         "dataType": ("s", True, ""), "ram_style": ("s", False, "auto"), "depth_monitor": ("i", False, 0),
     }
+
+    positive = ("depth", "folded_shape", "normal_shape")
+
+    def check_rules(self):
+        folded, normal = self.attr("folded_shape"), self.attr("normal_shape")
+        if int(np.prod(folded)) != int(np.prod(normal)) or normal[-1] % folded[-1]:
+            self.fail(f"folded_shape {list(folded)} is not a folding of normal_shape {list(normal)}")
 
     def input_dtype(self, i=0):
         return self.attr_dtype("dataType")

@@ -15,6 +15,11 @@ class FMPadding(HWOp):
         "SIMD": ("i", False, 1), "inputDataType": ("s", True, ""), "numInputVectors": ("i", False, 1),
     }
 
+    positive = ("ImgDim", "NumChannels", "SIMD")
+    nonnegative = ("Padding",)
+    lengths = {"ImgDim": 2, "Padding": 4}
+    divides = {"SIMD": "NumChannels"}
+
     def output_dtype(self):
         return self.input_dtype()
 

@@ -16,6 +16,9 @@ class GlobalAccPool(HWOp):
         "numInputVectors": ("ints", False, [1]),
     }
 
+    positive = ("NumChannels", "PE", "numInputVectors")
+    divides = {"PE": "NumChannels"}
+
     def output_dtype(self):
         """FINN's rule: the smallest type holding H*W times the input's extreme value."""
         vecs, idt = self.attr("numInputVectors"), self.input_dtype()

@@ -16,6 +16,16 @@ class LabelSelect(HWOp):
         "outputDataType": ("s", False, ""), "numInputVectors": ("ints", False, [1]),
     }
 
+    positive = ("Labels", "PE", "K", "numInputVectors")
+    divides = {"PE": "Labels"}
+
+    def check_rules(self):
+        labels, k, odt = self.attr("Labels"), self.attr("K"), self.output_dtype()
+        if k > labels:
+            self.fail(f"K {k} is more than the {labels} Labels")
+        if labels - 1 > odt.max():
+            self.fail(f"outputDataType {odt.name} does not hold the label indices 0..{labels - 1}")
+
     def output_dtype(self):
         name = self.attr("outputDataType")
         return DataType[name] if name else DataType["UINT8"]

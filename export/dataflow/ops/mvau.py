@@ -21,6 +21,24 @@ class MVAU(HWOp):
         "runtime_writeable_weights": ("i", False, 0),
     }
 
+    positive = ("PE", "SIMD", "MW", "MH", "numInputVectors")
+    divides = {"PE": "MH", "SIMD": "MW"}
+
+    def input_count(self):
+        return (3,) if self.has_thresholds() else (2,)
+
+    def check_rules(self):
+        if self.attr("noActivation") not in (0, 1):
+            self.fail(f"noActivation {self.attr('noActivation')}; expected 0 or 1")
+
+    def check_params(self, model):
+        mw, mh = self.attr("MW"), self.attr("MH")
+        w = self.param(model, 1, "weights", [(mw, mh)])
+        self.check_values(w, "weights", "weightDataType")
+        if self.has_thresholds():
+            t = self.param(model, 2, "thresholds", [(mh, None), (1, None)])
+            self.check_levels(t.shape[1])
+
     def vecs(self) -> list[int]:
         return list(self.attr("numInputVectors"))
 

@@ -4,6 +4,7 @@ onebit's average pooling before requantization) or MaxPool. PE channels per cycl
 from __future__ import annotations
 
 
+from onebit.errors import UnsupportedError
 from onebit.export.dataflow.base import HWOp, frames
 from onebit.export.dataflow.layout import StepLayout, steps
 
@@ -16,6 +17,16 @@ class Pool(HWOp):
         "OutputDataType": ("s", True, ""), "AccumBits": ("i", False, 0), "Size": ("i", False, 1),
         "BatchSize": ("i", False, 1),
     }
+
+    positive = ("Channels", "PE", "KernelSize", "OutImgDims")
+    lengths = {"KernelSize": 2, "OutImgDims": 2}
+    divides = {"PE": "Channels"}
+    FUNCTIONS = ("AccPool", "MaxPool")
+
+    def check_rules(self):
+        if self.attr("Function") not in self.FUNCTIONS:
+            self.fail(f"Function {self.attr('Function')!r}; expected one of {', '.join(self.FUNCTIONS)}",
+                      error=UnsupportedError)
 
     def input_dtype(self, i=0):
         return self.attr_dtype("InputDataType")

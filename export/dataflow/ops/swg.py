@@ -39,6 +39,23 @@ class ConvolutionInputGenerator(HWOp):
         "is1D": ("i", False, 0), "dynamic_mode": ("i", False, 0),
     }
 
+    positive = ("ConvKernelDim", "IFMChannels", "IFMDim", "OFMDim", "SIMD", "Stride", "Dilation")
+    lengths = {"ConvKernelDim": 2, "IFMDim": 2, "OFMDim": 2, "Stride": 2, "Dilation": 2}
+    divides = {"SIMD": "IFMChannels"}
+
+    def check_rules(self):
+        for flag in ("depthwise", "parallel_window"):
+            if self.attr(flag) not in (0, 1):
+                self.fail(f"{flag} {self.attr(flag)}; expected 0 or 1")
+        dims = zip(self.attr("IFMDim"), self.attr("ConvKernelDim"), self.attr("Stride"), self.attr("Dilation"))
+        expected = [(n - d * (k - 1) - 1) // s + 1 for n, k, s, d in dims]
+        if list(self.attr("OFMDim")) != expected or min(expected) < 1:
+            self.fail(f"OFMDim {list(self.attr('OFMDim'))} does not follow from IFMDim {list(self.attr('IFMDim'))}, "
+                      f"ConvKernelDim {list(self.attr('ConvKernelDim'))}, Stride {list(self.attr('Stride'))} and "
+                      f"Dilation {list(self.attr('Dilation'))}; expected {expected} (no padding)")
+        if self.attr("parallel_window") and (self.attr("depthwise") or self.attr("SIMD") != self.attr("IFMChannels")):
+            self.fail("parallel_window needs SIMD = IFMChannels and depthwise 0")
+
     def input_shapes(self):
         h, w = self.attr("IFMDim")
         return [(1, h, w, self.attr("IFMChannels"))]

@@ -16,6 +16,20 @@ class Thresholding(HWOp):
         "runtime_writeable_weights": ("i", False, 0),
     }
 
+    positive = ("PE", "NumChannels", "numSteps", "numInputVectors")
+    divides = {"PE": "NumChannels"}
+
+    def input_count(self):
+        return (2,)
+
+    def check_rules(self):
+        self.check_levels(self.attr("numSteps"))
+
+    def check_params(self, model):
+        c, n = self.attr("NumChannels"), self.attr("numSteps")
+        t = self.param(model, 1, "thresholds", [(c, n), (1, n)])
+        self.check_values(t, "thresholds", "weightDataType")
+
     def vecs(self):
         return list(self.attr("numInputVectors"))
 

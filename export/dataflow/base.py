@@ -131,6 +131,8 @@ class HWOp(CustomOp):
             code, word = ATTR_KINDS.get(kind, (None, kind))
             if code is not None and a.type != code:
                 self.fail(f"attribute {name} is {ATTR_TYPE_WORDS.get(a.type, 'of another type')}; expected {word}")
+            if a.type == AttributeProto.STRING and not _is_utf8(a.s):
+                self.fail(f"attribute {name} is not UTF-8 text")
             if kind == "s" and is_dtype_attr(name):
                 value = self.attr(name)
                 value = value.decode() if isinstance(value, bytes) else value
@@ -409,3 +411,11 @@ def ceil_div(a: int, b: int) -> int:
 
 def acc_bits_for(mw: int, ibits: int, signed: bool) -> int:
     return int(math.ceil(math.log2(max(mw, 1)) + ibits + (0 if signed else 1)))
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

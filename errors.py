@@ -143,9 +143,11 @@ def check_fits_memory(param: str, count: int, bytes_each: int, what: str, *, err
     return count
 
 
-def _size(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            return f"{n:.1f} {unit}" if unit != "bytes" else f"{n} bytes"
+def _size(n: float) -> str:
+    if n < 1024:
+        return f"{int(n)} bytes"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
         n /= 1024
-    return f"{n} bytes"
+        if n < 1024:
+            break
+    return f"{n:.1f} {unit}"

@@ -7,7 +7,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterable, Iterator
 
 
 @contextlib.contextmanager
@@ -44,3 +44,24 @@ def write_json(path: str | os.PathLike, obj) -> None:
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_open(path, "wb") as f:
         f.write(data)
+
+
+def check_output(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike | None] = (), param: str = "out",
+                 folder: bool = False) -> Path:
+    """Refuse an output ``path`` (a file, or with ``folder`` a folder) before anything is written: one that exists
+    as the other kind, one under an existing file, or one that is one of the command's own ``inputs``.
+    Raises ConfigError naming ``param``; returns the path."""
+    from onebit.errors import ConfigError
+
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        want, got = ("a folder", "a file") if folder else ("a file", "a folder")
+        raise ConfigError(f"{param} {path}: is {got}; expected {want}", param=param)
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ConfigError(f"{param} {path}: {parent} is a file, not a folder", param=param)
+    for source in inputs:
+        if source is not None and Path(source).exists() and path.exists() and os.path.samefile(path, source):
+            raise ConfigError(f"{param} {path}: is this command's input {source}; writing it would destroy it, "
+                              f"choose another output", param=param)
+    return path

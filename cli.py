@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from onebit.cli_args import flag_of, load_npy, stderr_log
+from onebit.cli_args import FiniteFloat, flag_of, load_npy, stderr_log
 from onebit.errors import CheckpointError, ConfigError, OnebitError, check_positive, one_line
 
 
@@ -22,7 +22,8 @@ def emit(as_json: bool, payload: dict, lines: list[str]) -> None:
 
 
 def arch_options(f):
-    f = click.option("--temperature", type=float, default=None, help="Logit temperature T (logits = GAP / T).")(f)
+    f = click.option("--temperature", type=FiniteFloat(), default=None,
+                     help="Logit temperature T (logits = GAP / T).")(f)
     f = click.option("--abits", type=click.IntRange(0, 8), default=None,
                      help="Activation bits 1..8 (hardware variants); 0 = float activations.")(f)
     f = click.option("--act", type=click.Choice(["bn-relu", "srelu"]), default=None,
@@ -76,9 +77,9 @@ def summary(arch, fp, act, abits, temperature, in_channels, classes, as_json):
               help="Epochs (default: the sum of the SGDR periods, 2+4+8+16 = 30).")
 @click.option("--sgdr", default=None, help="SGDR periods in epochs, e.g. 2,4,8,16.")
 @click.option("--batch-size", type=click.IntRange(1), default=125, show_default=True)
-@click.option("--lr", type=float, default=0.1, show_default=True)
-@click.option("--wd", "weight_decay", type=float, default=5e-4, show_default=True, help="Weight decay.")
-@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--lr", type=FiniteFloat(), default=0.1, show_default=True)
+@click.option("--wd", "weight_decay", type=FiniteFloat(), default=5e-4, show_default=True, help="Weight decay.")
+@click.option("--momentum", type=FiniteFloat(), default=0.9, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-augment", is_flag=True, help="Train without flips, shifts and cutout.")
 @click.option("--cutout", type=click.IntRange(0), default=None, help="Cutout side in pixels (0 = off).")
@@ -93,6 +94,7 @@ def summary(arch, fp, act, abits, temperature, in_channels, classes, as_json):
 def train(data, arch, fp, act, abits, temperature, epochs, sgdr, batch_size, lr, weight_decay, momentum, seed,
           no_augment, cutout, shift, device, compile_, out, resume, quiet, as_json):
     """Train a 1-bit WRN (runs under torchrun too). The run folder holds checkpoint, metrics and curves."""
+    from onebit.atomic import check_output
     from onebit.training.checkpoint import CHECKPOINT
     from onebit.training.schedule import parse_periods
     from onebit.training.trainer import TrainConfig, load_train_config
@@ -101,7 +103,7 @@ def train(data, arch, fp, act, abits, temperature, epochs, sgdr, batch_size, lr,
     if not out:
         variant = "".join(["-fp" if fp else "", f"-{act}" if act else "", f"-a{abits}" if abits is not None else ""])
         out = Path("runs") / f"{arch}{variant}-{Path(data).name.replace(':', '-')}"
-    out = Path(out)
+    out = check_output(out, folder=True)
     if not resume and (out / CHECKPOINT).exists():
         raise CheckpointError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
     if resume and (out / "config.json").is_file():
@@ -158,11 +160,13 @@ def eval_cmd(run, packed, data, batch_size, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def pack(run, out, as_json):
     """Store each binary weight as one bit (np.packbits) plus the few float tensors, in a .npz."""
-    from onebit.training.checkpoint import PACKED, load_trained
+    from onebit.atomic import check_output
+    from onebit.training.checkpoint import CONFIG, PACKED, load_trained, resolve_checkpoint
     from onebit.training.pack import float_bytes, save_packed
 
-    model, state = load_trained(run)
-    out = Path(out) if out else Path(run) / PACKED
+    checkpoint = resolve_checkpoint(run)
+    out = check_output(Path(out) if out else Path(run) / PACKED, inputs=[checkpoint, checkpoint.parent / CONFIG])
+    model, state = load_trained(checkpoint)
     size = save_packed(model, out, {"data": state.get("train", {}).get("data"), "epoch": state.get("epoch")})
     floats = float_bytes(model)
     info = {"packed": str(out), "packed_bytes": size, "float_bytes": floats, "compression": round(floats / size, 2)}
@@ -181,7 +185,7 @@ def finn_options(f):
     f = click.option("--target-fps", type=int, default=None,
                      help="With --finn: let FINN+'s SetFolding choose PE/SIMD for this many frames/s "
                           "(default: the graph's own folding).")(f)
-    f = click.option("--clock-mhz", type=float, default=None,
+    f = click.option("--clock-mhz", type=FiniteFloat(), default=None,
                      help="With --finn: FINN+'s target clock (default 100).")(f)
     f = click.option("--finn-part", "fpga_part", default=None,
                      help="With --finn: an FPGA part instead of a board (stitched IP and estimates, no bitfile).")(f)

@@ -8,6 +8,7 @@ prints them with the flag of the invoked command's option of that name (:func:`f
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
@@ -15,18 +16,51 @@ import click
 from onebit.errors import ConfigError, GraphError, OnebitError
 
 
+class FiniteFloat(click.FloatRange):
+    """A float option that refuses ``nan`` and ``inf`` (which ``float()`` accepts). Optionally within a range
+    (``click.FloatRange``'s ``min``, ``max``, ``min_open``, ``max_open``); the options of onebit's commands leave
+    their ranges to the library's checks, so that a value from a configuration file meets the same ones."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        rv = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(rv):
+            if param is None or param.name is None:
+                self.fail(f"{value!r} is not a finite number", param, ctx)
+            # as the library's checks word it, so ``onebit.cli.main`` prints it as one line naming the flag
+            raise ConfigError(f"{param.name}: expected a finite number, got {value}", param=param.name)
+        return super().convert(rv, param, ctx)
+
+
+#: what an array of inputs may hold: integers and floats (no booleans, strings, bytes, complex or records)
+NUMERIC_KINDS = {"i": "integers", "u": "unsigned integers", "f": "floats"}
+
 
 def load_npy(path: str | Path, param: str = "inputs"):
-    """A ``.npy`` array, read without pickles."""
+    """A ``.npy`` array of real numbers (at least one element, every one finite), read without pickles."""
     import numpy as np
 
     try:
-        return np.load(path, allow_pickle=False)
+        x = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise GraphError(f"{param} {path}: no such file", param=param) from None
     except (OSError, ValueError) as e:
         raise GraphError(f"{param} {path}: not a readable .npy array ({type(e).__name__}: {str(e)[:100]})",
                          param=param) from None
+    if not isinstance(x, np.ndarray):  # np.load returns an NpzFile for a .npz archive
+        x.close()
+        raise GraphError(f"{param} {path}: a .npz archive; expected one .npy array", param=param)
+    if x.dtype.kind not in NUMERIC_KINDS:
+        raise GraphError(f"{param} {path}: holds {x.dtype} values; expected real numbers "
+                         f"({', '.join(NUMERIC_KINDS.values())})", param=param)
+    if x.ndim == 0 or x.size == 0:
+        raise GraphError(f"{param} {path}: an array of shape {x.shape}; expected frames (at least one value)",
+                         param=param)
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        first = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
+        raise GraphError(f"{param} {path}: value {x[first]} at index {first}; expected finite numbers", param=param)
+    return x
 
 
 def load_json_object(path: str | Path, param: str, what: str, *, error: type[OnebitError] = ConfigError) -> dict:

@@ -101,3 +101,59 @@ def one_line(text: str) -> str:
     """``text`` on one line: every line break and other control character (a node name may hold any) written as
     its escape, so a message can neither span lines nor drive the terminal."""
     return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+def _is_number(value, integer: bool) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value) and (not integer or int(value) == value)
+
+
+def check_range(param: str, value, *, low=None, high=None, low_open: bool = False, high_open: bool = False,
+                integer: bool = False, expected: str | None = None, error: type[OnebitError] = ConfigError):
+    """``value`` if it is a finite number (whole, with ``integer``) within ``low``..``high`` (``None``: unbounded;
+    ``*_open``: the bound itself excluded); else ``error`` naming ``param`` and the range expected (or
+    ``expected``, the words for it)."""
+    ok = _is_number(value, integer)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        if expected is None:
+            bounds = [f"{'>' if low_open else '>='} {low}" if low is not None else "",
+                      f"{'<' if high_open else '<='} {high}" if high is not None else ""]
+            bounds = " and ".join(b for b in bounds if b)
+            expected = ("an integer" if integer else "a number") + (" " + bounds if bounds else "")
+        raise error(f"{param}: expected {expected}, got {value!r}", param=param)
+    return value
+
+
+def machine_memory_bytes() -> int | None:
+    """This machine's physical memory, or ``None`` where the system does not say."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_fits_memory(param: str, count: int, bytes_each: int, what: str, *, error: type[OnebitError] = ConfigError):
+    """Refuse ``count`` items of ``bytes_each`` bytes (``what``: ``"random frames of 8x8x1"``) when they alone would
+    need more than this machine's memory; the error names ``param`` and both sizes."""
+    have = machine_memory_bytes()
+    need = int(count) * int(bytes_each)
+    if have is not None and need > have:
+        raise error(f"{param}: {count} {what} need {_size(need)}; this machine has {_size(have)}", param=param)
+    return count
+
+
+def _size(n: float) -> str:
+    if n < 1024:
+        return f"{int(n)} bytes"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024
+        if n < 1024:
+            break
+    return f"{n:.1f} {unit}"

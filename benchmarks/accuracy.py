@@ -288,8 +288,8 @@ def main(argv=None) -> dict:
           f"- machine: {machine['device_name']} ({machine['cpu_count']} CPUs), torch {machine['torch']}, "
           f"brevitas {machine['brevitas']}, onebit {machine['onebit']}, {machine['date']}",
           f"- command: `{summary['command']}`",
-          f"- test accuracy is after the last epoch; 'best' is the best epoch's (for reference only: picking it uses "
-          f"the test set)", "",
+          "- test accuracy is after the last epoch; 'best' is the best epoch's (for reference only: picking it uses "
+          "the test set)", "",
           format_table(headers, rows, markdown=True), "", "![test and train error per epoch](summary.png)", ""]
     (out / "summary.md").write_text("\n".join(md))
     print()

@@ -21,8 +21,8 @@ from typing import Callable
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
-from onebit.atomic import write_bytes, write_json
-from onebit.errors import ParityError, UnsupportedError
+from onebit.atomic import check_output, write_bytes, write_json
+from onebit.errors import ParityError, UnsupportedError, check_fits_memory
 from onebit.export import graphs
 from onebit.export.dataflow import graph as dfg
 from onebit.export.dataflow.executor import execute
@@ -33,6 +33,7 @@ QONNX_FILE = "model.qonnx.onnx"
 INTEGER_FILE = "model.integer.onnx"
 DATAFLOW_FILE = "model.dataflow.onnx"
 REPORT_FILE = "parity.json"
+OUTPUT_FILES = (QONNX_FILE, INTEGER_FILE, DATAFLOW_FILE, REPORT_FILE)
 #: PyTorch and QONNX differ only by float rounding in the head (~1e-7 relative).
 LOGIT_TOLERANCE = 1e-4
 
@@ -124,16 +125,25 @@ def lower_and_check(qonnx: ModelWrapper, codes: np.ndarray, float_input: np.ndar
     return integer, dataflow, report
 
 
+def check_out_folder(out: str | Path, inputs: list) -> Path:
+    """The output folder and the files written into it, checked before anything is read or written."""
+    out = check_output(out, folder=True)
+    for name in OUTPUT_FILES:
+        check_output(out / name, inputs=inputs)
+    return out
+
+
 # ----- onebit runs ----------------------------------------------------------------------------------------
 def export_run(run: str | Path, out: str | Path, *, frames: int | None = None, top_k: int = 1,
                log: Callable[[str], None] = lambda s: None) -> dict:
     """Export a trained (or freshly initialised) onebit run folder; writes the three graphs and the report."""
-    from onebit.training.checkpoint import load_trained
+    from onebit.training.checkpoint import CONFIG, load_trained, resolve_checkpoint
     from onebit.training.data import load_dataset
 
-    out = Path(out)
+    checkpoint = resolve_checkpoint(run)
+    out = check_out_folder(out, [checkpoint, checkpoint.parent / CONFIG])
     passes = Passes(log)
-    model, state = load_trained(run)
+    model, state = load_trained(checkpoint)
     cfg = model.cfg
     if not cfg.quantized:
         raise UnsupportedError(f"{run}: {cfg.describe()}: float activations cannot become integers; train with "
@@ -207,7 +217,7 @@ def lower_file(path: str | Path, out: str | Path, *, frames: int = 16, inputs: n
     from onebit.export.integer_thresholds import quant_params
     from onebit.export.qonnx_checks import check_qonnx_nodes
 
-    out = Path(out)
+    out = check_out_folder(out, [path])
     passes = Passes(log)
     with passes.step("load and clean QONNX"):
         raw = graphs.load_onnx(path)
@@ -220,6 +230,7 @@ def lower_file(path: str | Path, out: str | Path, *, frames: int = 16, inputs: n
     scale = np.float32(np.asarray(scale).reshape(-1)[0])
     shape = qonnx.get_tensor_shape(qonnx.graph.input[0].name)
     if inputs is None:
+        check_fits_memory("frames", frames, 8 * int(np.prod(shape[1:])), f"random inputs of shape {tuple(shape[1:])}")
         rng = np.random.default_rng(seed)
         codes = rng.integers(int(levels[0]), int(levels[-1]) + 1, size=(frames, *shape[1:])).astype(np.float32)
     else:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from onebit.cli_args import stderr_log
+from onebit.cli_args import FiniteFloat, stderr_log
 from onebit.errors import renamed
 
 DEFAULT_OUT = "onebit-run"
@@ -121,9 +121,10 @@ def _summary_lines(results: dict, cfg: dict, out: Path) -> list[str]:
 @click.option("--seed", type=int, default=None, help="Random seed of the training (default 0).")
 @click.option("--frames", type=click.IntRange(1), default=None,
               help="Test images checked through pack, export and the simulator (default: all).")
-@click.option("--target-fps", type=float, default=None, help="Frames/s the folding must reach (default 1000).")
+@click.option("--target-fps", type=FiniteFloat(), default=None, help="Frames/s the folding must reach (default 1000).")
 @click.option("--device", default=None, help="FPGA for synthesis and place and route (default ecp5-25k).")
-@click.option("--clock-mhz", type=float, default=None, help="Clock for folding, simulation and timing (default 50).")
+@click.option("--clock-mhz", type=FiniteFloat(), default=None,
+              help="Clock for folding, simulation and timing (default 50).")
 @click.option("--until", default=None, help="Stop after this stage: train, pack, export, fold, sim, hw, verify.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-step lines, only one line per stage.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary on stdout.")
@@ -133,7 +134,7 @@ def run_cmd(config_file, out, until, quiet, as_json, **flags):
     Stages whose inputs have not changed since the last run in OUT are skipped; an interrupted run continues
     where it stopped (training from its last epoch).
     """
-    from onebit.atomic import write_bytes
+    from onebit.atomic import check_output, write_bytes
     from onebit.errors import ConfigError
     from onebit.flow.config import CONFIG_FILE, merge, to_toml
     from onebit.flow.engine import Context, locked, run_stages
@@ -145,7 +146,7 @@ def run_cmd(config_file, out, until, quiet, as_json, **flags):
 
     if until is not None and until not in STAGE_NAMES:
         raise ConfigError(f"--until: unknown stage {until!r}; expected one of {', '.join(STAGE_NAMES)}")
-    out = Path(out)
+    out = check_output(out, folder=True)
     base, flag_layer, source = config_layers(out, config_file, flags, log)
     with named_as_given(flag_layer, source):
         cfg = merge(base, flag_layer)
@@ -175,8 +176,10 @@ def run_cmd(config_file, out, until, quiet, as_json, **flags):
 def verify_cmd(run, out, frames, graph, fifo_depths, as_json):
     """PyTorch = QONNX = integer = dataflow = simulator = RTL on a run's test images: a verdict per check."""
     from onebit.flow.verify import REPORT_FILE, format_checks, require_passed, summary_line, verify_chain
+    from onebit.atomic import check_output
     from onebit.cli_args import load_fifo_depths
 
+    check_output(out, folder=True)
     depths = load_fifo_depths(fifo_depths) if fifo_depths else None
     with renamed({"depths": "fifo_depths"}):  # the depths came from --fifo-depths
         report = verify_chain(run, out, frames=frames, graph=graph, depths=depths, log=stderr_log(as_json))

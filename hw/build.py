@@ -9,8 +9,8 @@ from typing import Callable
 
 import numpy as np
 
-from onebit.atomic import write_json
-from onebit.errors import ConfigError, CosimError, GraphError
+from onebit.atomic import check_output, write_json
+from onebit.errors import ConfigError, CosimError, GraphError, check_fits_memory
 from onebit.export.dataflow import graph as dfg
 from onebit.hw import verilator
 from onebit.hw.cosim import cosimulate
@@ -23,6 +23,7 @@ def random_inputs(model, frames: int, seed: int = 0) -> np.ndarray:
     """Random frames of the graph's input type (all codes equally likely)."""
     dt = model.get_tensor_datatype(model.graph.input[0].name)
     shape = dfg.input_shape(model)
+    check_fits_memory("frames", frames, 8 * int(np.prod(shape[1:])), f"random frames of shape {tuple(shape[1:])}")
     rng = np.random.default_rng(seed)
     return rng.integers(int(dt.min()), int(dt.max()) + 1, (frames, *shape[1:])).astype(np.float32)
 
@@ -46,10 +47,10 @@ def build(graph: str | Path, out: str | Path, *, device: str = "ecp5-25k", clock
     the design does not fit ``device``."""
     if clock_mhz <= 0:
         raise ConfigError(f"clock_mhz: expected a positive number, got {clock_mhz}", param="clock_mhz")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output(out, folder=True, inputs=[graph])
     model = dfg.load_dataflow(graph)
     x = random_inputs(model, frames) if inputs is None else _check_inputs(model, inputs)
+    out.mkdir(parents=True, exist_ok=True)
     report: dict = {"graph": str(graph), "device": device, "clock_mhz": clock_mhz, "frames": int(len(x)),
                     "seconds": {}}
 

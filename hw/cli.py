@@ -6,7 +6,7 @@ import json
 
 import click
 
-from onebit.cli_args import load_npy, stderr_log
+from onebit.cli_args import FiniteFloat, load_npy, stderr_log
 from onebit.errors import check_positive, renamed
 
 
@@ -14,7 +14,8 @@ from onebit.errors import check_positive, renamed
 @click.argument("graph", type=click.Path(dir_okay=False))
 @click.option("--device", default="ecp5-25k", show_default=True,
               help="FPGA: ecp5-25k, ecp5-45k, ecp5-85k or ice40-up5k.")
-@click.option("--clock-mhz", type=float, default=50.0, show_default=True, help="Target clock for place and route.")
+@click.option("--clock-mhz", type=FiniteFloat(), default=50.0, show_default=True,
+              help="Target clock for place and route.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--frames", type=click.IntRange(1), default=2, show_default=True,
               help="Random frames for the co-simulation (ignored with --input).")

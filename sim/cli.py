@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from onebit.cli_args import load_fifo_depths, load_npy
-from onebit.errors import check_positive, renamed
+from onebit.cli_args import FiniteFloat, load_fifo_depths, load_npy
+from onebit.errors import check_fits_memory, check_positive, renamed
 
 
 
@@ -21,7 +21,8 @@ from onebit.errors import check_positive, renamed
 @click.argument("graph", type=click.Path(dir_okay=False))
 @click.option("--frames", type=int, default=None,
               help="Frames to simulate (default: all frames of --input, else 1).")
-@click.option("--clock-mhz", type=float, default=100.0, show_default=True, help="Clock for frames/s and us.")
+@click.option("--clock-mhz", type=FiniteFloat(), default=100.0, show_default=True,
+              help="Clock for frames/s and us.")
 @click.option("--input", "inputs", type=click.Path(dir_okay=False), default=None,
               help="Frames to execute bit-exactly (.npy, N x H x W x C integers of the graph's input type).")
 @click.option("--output", "output_npy", type=click.Path(dir_okay=False), default=None,
@@ -39,7 +40,7 @@ def sim_cmd(graph, frames, clock_mhz, inputs, output_npy, fifo_depths, out_stem,
     """Simulate a dataflow graph: bit-exact outputs, cycles per layer, II, latency, FIFO depths, deadlocks."""
     import numpy as np
 
-    from onebit.atomic import atomic_open
+    from onebit.atomic import atomic_open, check_output
     from onebit.export.dataflow.graph import input_shape, load_dataflow
     from onebit.sim.simulation import simulate
     from onebit.sim.report import build_report, format_report, write_report
@@ -47,6 +48,14 @@ def sim_cmd(graph, frames, clock_mhz, inputs, output_npy, fifo_depths, out_stem,
     check_positive("clock_mhz", clock_mhz)
     if frames is not None:
         check_positive("frames", frames, integer=True)
+    stem = out_stem or str(Path(graph).with_suffix(""))
+    sources = [graph, inputs, fifo_depths]
+    if output_npy:
+        check_output(output_npy, inputs=sources, param="output_npy")
+    for suffix in (".sim.json", *(() if no_plots else (".sim_cycles.png", ".sim_timeline.png"))):
+        check_output(stem + suffix, inputs=[*sources, output_npy], param="out_stem")
+    if frames is not None:  # the schedule holds a few int64 values per frame
+        check_fits_memory("frames", frames, 64, "simulated frames (their cycle schedule)")
     depths = load_fifo_depths(fifo_depths) if fifo_depths else None
     model = load_dataflow(graph)
     x = None
@@ -55,6 +64,8 @@ def sim_cmd(graph, frames, clock_mhz, inputs, output_npy, fifo_depths, out_stem,
     elif output_npy:
         dt = model.get_tensor_datatype(model.graph.input[0].name)
         shape = input_shape(model)
+        check_fits_memory("frames", frames or 1, 8 * int(np.prod(shape[1:])),
+                          f"random frames of shape {tuple(shape[1:])}")
         rng = np.random.default_rng(0)
         x = rng.integers(int(dt.min()), int(dt.max()) + 1, (frames or 1, *shape[1:])).astype(np.float32)
     with renamed({"depths": "fifo_depths"}):  # the depths came from --fifo-depths
@@ -65,7 +76,6 @@ def sim_cmd(graph, frames, clock_mhz, inputs, output_npy, fifo_depths, out_stem,
         with atomic_open(output_npy, "wb") as f:
             np.save(f, res.outputs[out_name])
         report["output_file"] = str(output_npy)
-    stem = out_stem or str(Path(graph).with_suffix(""))
     write_report(res, report, stem, plots=not no_plots)
     if as_json:
         click.echo(json.dumps(report, indent=2))

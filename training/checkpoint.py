@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from onebit.atomic import write_bytes
-from onebit.errors import CheckpointError
+from onebit.errors import CheckpointError, ConfigError
 from onebit.training.config import ArchConfig
 from onebit.training.model import WRN, build_model
 
@@ -46,6 +46,9 @@ def load_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"{path}: not a readable onebit checkpoint ({first})") from None
     if not isinstance(state, dict) or "model" not in state or "arch" not in state:
         raise CheckpointError(f"{path}: not a onebit checkpoint; expected keys 'model' and 'arch'")
+    for key in ("arch", "model", "train"):
+        if key in state and not isinstance(state[key], dict):
+            raise CheckpointError(f"{path}: entry {key!r} is a {type(state[key]).__name__}; expected a dict")
     return state
 
 
@@ -60,14 +63,34 @@ def resolve_checkpoint(run: str | Path) -> Path:
 
 
 def model_from_state(state: dict, source: Path | str = "checkpoint") -> WRN:
-    arch = ArchConfig.from_dict(state["arch"])
-    model = build_model(arch)
+    """The WRN of a checkpoint's architecture with its weights; CheckpointError naming ``source`` and the first
+    tensor that is missing, extra or of another shape."""
     try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"{source}: weights do not match {arch.describe()} ({first})") from None
+        arch = ArchConfig.from_dict(state["arch"])
+    except ConfigError as e:
+        raise CheckpointError(f"{source}: its architecture is not valid: {e}") from None
+    model = build_model(arch)
+    check_weights(state["model"], model.state_dict(), f"{source}: weights do not fit {arch.describe()}")
+    model.load_state_dict(state["model"])
     return model.eval()
+
+
+def check_weights(weights: dict, expected: dict, where: str) -> None:
+    """``weights`` (a loaded state dict) has exactly the tensors of ``expected``, each of its shape."""
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{where}: the weights are a {type(weights).__name__}, expected a dict of tensors")
+    for name, ref in expected.items():
+        if name not in weights:
+            raise CheckpointError(f"{where}: tensor {name!r} is missing")
+        value = weights[name]
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{where}: {name!r} is a {type(value).__name__}, expected a tensor")
+        if tuple(value.shape) != tuple(ref.shape):
+            raise CheckpointError(f"{where}: tensor {name!r} has shape {tuple(value.shape)}, expected "
+                                  f"{tuple(ref.shape)}")
+    extra = [name for name in weights if name not in expected]
+    if extra:
+        raise CheckpointError(f"{where}: unexpected tensor {str(extra[0])!r} ({len(extra)} in all)")
 
 
 def load_trained(run: str | Path) -> tuple[WRN, dict]:

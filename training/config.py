@@ -6,7 +6,7 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
-from onebit.errors import ConfigError
+from onebit.errors import ConfigError, check_positive
 
 ACTIVATIONS = ("bn-relu", "srelu")
 
@@ -31,6 +31,7 @@ class ArchConfig:
     temperature: float | None = None
 
     def __post_init__(self):
+        self._check_types()
         if self.depth < 8 or (self.depth - 2) % 6:
             raise ConfigError(f"depth: expected 6n+2 with n >= 1 (8, 14, 20, 26, ...), got {self.depth}",
                               param="depth")
@@ -50,9 +51,20 @@ class ArchConfig:
         if self.image_size < 4 or self.image_size % 4:
             raise ConfigError(f"image_size {self.image_size}: the WRN halves it twice (stride-2 conv and 2x2 "
                               f"average pooling must agree), so it must be a multiple of 4", param="image_size")
-        if self.temperature is not None and self.temperature <= 0:
-            raise ConfigError(f"temperature: expected a positive number, got {self.temperature}",
-                              param="temperature")
+        if self.temperature is not None:
+            check_positive("temperature", self.temperature)
+
+    def _check_types(self) -> None:
+        """Values read from a file (a checkpoint's architecture) may be of any type; name the first wrong one."""
+        for name in ("depth", "width", "res_bits", "in_channels", "num_classes", "image_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name}: expected an integer, got {value!r}", param=name)
+        if self.abits is not None and (isinstance(self.abits, bool) or not isinstance(self.abits, int)):
+            raise ConfigError(f"abits: expected an integer 1..8 (or none for float activations), got {self.abits!r}",
+                              param="abits")
+        if not isinstance(self.binary, bool):
+            raise ConfigError(f"binary: expected true or false, got {self.binary!r}", param="binary")
 
     @property
     def blocks_per_stage(self) -> int:
@@ -100,6 +112,8 @@ class ArchConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ArchConfig":
+        if not isinstance(d, dict):
+            raise ConfigError(f"architecture: expected a table of fields, got {type(d).__name__}")
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - fields
         if unknown:

@@ -470,7 +470,10 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     x, y = mat["X"], mat["y"]
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[2] != 3:
         raise DataError(f"svhn: {path}: 'X' must be uint8 of shape (H, W, 3, N), got {x.dtype} {x.shape}")
-    labels = np.asarray(y).reshape(-1).astype(np.int64)
+    y = np.asarray(y).reshape(-1)
+    if y.dtype.kind not in "iuf" or (y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y)))):
+        raise DataError(f"svhn: {path}: 'y' must hold integer labels 1..10, got {y.dtype} values; {SVHN_LAYOUT}")
+    labels = y.astype(np.int64)
     if len(labels) != x.shape[3]:
         raise DataError(f"svhn: {path} holds {x.shape[3]} images but {len(labels)} labels")
     if len(labels) and (labels.min() < 1 or labels.max() > 10):

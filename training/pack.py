@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from onebit.atomic import write_bytes
-from onebit.errors import CheckpointError
+from onebit.errors import CheckpointError, ConfigError
 from onebit.training.config import ArchConfig
 from onebit.training.model import WRN, build_model
 
@@ -94,13 +94,21 @@ def load_packed(path: str | Path) -> tuple[WRN, dict]:
         raise CheckpointError(f"{path}: format {found!r}, expected {PACK_FORMAT!r}")
     if not isinstance(meta.get("arch"), dict) or not isinstance(meta.get("shapes"), dict):
         raise CheckpointError(f"{path}: 'meta' lacks the architecture or the tensor shapes")
-    model = build_model(ArchConfig.from_dict(meta["arch"]))
+    try:
+        model = build_model(ArchConfig.from_dict(meta["arch"]))
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: its architecture is not valid: {e}") from None
     state = {}
     for name, ref in model.state_dict().items():
         if name.endswith("num_batches_tracked"):
             state[name] = ref
             continue
-        shape = tuple(meta["shapes"].get(name, ()))
+        shape = meta["shapes"].get(name, [])
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                  for d in shape):
+            raise CheckpointError(f"{path}: 'meta' gives tensor {name!r} the shape {shape!r}; expected a list of "
+                                  f"sizes")
+        shape = tuple(shape)
         if f"bits/{name}" in arrays:
             n = int(np.prod(shape))
             bits = arrays[f"bits/{name}"]
@@ -110,7 +118,10 @@ def load_packed(path: str | Path) -> tuple[WRN, dict]:
             signs = np.unpackbits(bits, count=n)
             state[name] = torch.from_numpy(np.where(signs == 1, 1.0, -1.0).astype(np.float32).reshape(shape))
         elif f"float/{name}" in arrays:
-            state[name] = torch.from_numpy(np.asarray(arrays[f"float/{name}"], dtype=np.float32).copy())
+            floats = arrays[f"float/{name}"]
+            if floats.dtype.kind != "f":
+                raise CheckpointError(f"{path}: tensor {name!r} holds {floats.dtype} values, expected float32")
+            state[name] = torch.from_numpy(np.asarray(floats, dtype=np.float32).copy())
         else:
             raise CheckpointError(f"{path}: tensor {name!r} is missing for {model.cfg.describe()}")
         if tuple(state[name].shape) != tuple(ref.shape):

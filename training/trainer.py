@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from onebit.atomic import atomic_open, write_json
-from onebit.errors import CheckpointError, ConfigError
+from onebit.atomic import atomic_open, check_output, write_json
+from onebit.errors import CheckpointError, ConfigError, check_positive, check_range
 from onebit.training import checkpoint as ckpt
 from onebit.training.augment import augment, default_cutout, default_shift
 from onebit.training.config import ArchConfig, parse_arch
@@ -31,6 +31,8 @@ from onebit.training.plot import plot_curves
 from onebit.training.schedule import SGDR, sgdr_periods
 
 CHECKPOINT_FORMAT = "onebit-checkpoint-v1"
+#: the largest seed: the trainer seeds its generators with seed, seed + 1 and seed + 2 (64-bit in torch)
+SEED_MAX = 2**62
 
 
 @dataclass
@@ -70,15 +72,31 @@ class TrainConfig:
         return self.epochs if self.epochs else sum(self.periods())
 
     def check(self) -> None:
+        """Every value in range (a value from a configuration file gets the same checks as its flag)."""
         for name in ("batch_size", "eval_batch_size", "epochs"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"{name}: expected a positive integer, got {value}", param=name)
-        for name, ok, expected in [("lr", self.lr > 0, "a number > 0"),
-                                   ("weight_decay", self.weight_decay >= 0, "a number >= 0"),
-                                   ("momentum", 0 <= self.momentum < 1, "0 <= momentum < 1")]:
-            if not ok:
-                raise ConfigError(f"{name}: expected {expected}, got {getattr(self, name)}", param=name)
+            if name != "epochs" or self.epochs is not None:
+                check_range(name, getattr(self, name), low=1, integer=True)
+        for name in ("shift", "cutout"):
+            if getattr(self, name) is not None:
+                check_range(name, getattr(self, name), low=0, integer=True)
+        check_range("lr", self.lr, low=0, low_open=True)
+        check_range("weight_decay", self.weight_decay, low=0)
+        check_range("momentum", self.momentum, low=0, high=1, high_open=True, expected="0 <= momentum < 1")
+        check_range("seed", self.seed, low=0, high=SEED_MAX, integer=True)
+        if self.sgdr is not None and (not isinstance(self.sgdr, list) or not self.sgdr or not all(
+                isinstance(p, int) and not isinstance(p, bool) and p >= 1 for p in self.sgdr)):
+            raise ConfigError(f"sgdr: expected a list of positive epoch counts like [2, 4, 8, 16], got {self.sgdr!r}",
+                              param="sgdr")
+        for name in ("data", "arch", "device"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name}: expected a string, got {getattr(self, name)!r}", param=name)
+        for name in ("fp", "augment", "compile", "deterministic"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}: expected true or false, got {getattr(self, name)!r}", param=name)
+        if self.abits is not None:
+            check_range("abits", self.abits, low=0, high=8, integer=True)
+        if self.temperature is not None:
+            check_positive("temperature", self.temperature)
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ConfigError(f"device: expected auto, cpu or cuda[:N], got {self.device!r}", param="device")
 
@@ -94,6 +112,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise ConfigError(f"train config: expected a table of settings, got {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -164,7 +184,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, out: str | Path, *, resume: bool = False, quiet: bool = False,
                  dataset: Dataset | None = None):
         cfg.check()
-        self.cfg, self.out, self.quiet = cfg, Path(out), quiet
+        self.cfg, self.out, self.quiet = cfg, check_output(out, folder=True), quiet
         self.dist = init_distributed(cfg.device)
         self.device = pick_device(cfg, self.dist)
         cuda = self.device.type == "cuda"
@@ -342,10 +362,19 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, quiet: boo
 
 
 def load_train_config(run: str | Path) -> TrainConfig:
+    """The ``config.json`` of a run folder, checked as a fresh run's flags are."""
     path = Path(run) / ckpt.CONFIG
     if not path.is_file():
         raise CheckpointError(f"{path}: missing; expected a run folder written by 'onebit train'")
     try:
-        return TrainConfig.from_dict(json.loads(path.read_text())["train"])
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{path}: not a onebit run configuration ({e})") from None
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not a onebit run configuration ({type(e).__name__}: {e})") from None
+    if not isinstance(saved, dict) or "train" not in saved:
+        raise CheckpointError(f"{path}: not a onebit run configuration; expected an object with a 'train' entry")
+    try:
+        cfg = TrainConfig.from_dict(saved["train"])
+        cfg.check()
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    return cfg

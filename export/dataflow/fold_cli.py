@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from onebit.atomic import write_bytes, write_json
-from onebit.cli_args import load_json_object
+from onebit.atomic import check_output, write_bytes, write_json
+from onebit.cli_args import FiniteFloat, load_json_object
 from onebit.errors import FoldingError, OnebitError, check_positive, one_line
 
 
@@ -35,8 +35,9 @@ def load_folding_config(path: str) -> dict:
 
 @click.command("fold")
 @click.argument("graph", type=click.Path(dir_okay=False))
-@click.option("--target-fps", type=float, default=None, help="Frames per second every layer must sustain.")
-@click.option("--clock-mhz", type=float, default=100.0, show_default=True, help="Clock the cycles are counted at.")
+@click.option("--target-fps", type=FiniteFloat(), default=None, help="Frames per second every layer must sustain.")
+@click.option("--clock-mhz", type=FiniteFloat(), default=100.0, show_default=True,
+              help="Clock the cycles are counted at.")
 @click.option("--max-luts", type=int, default=None,
               help="LUT budget (estimate, width converters included); alone: the fastest folding that fits.")
 @click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
@@ -64,6 +65,10 @@ def fold_cmd(graph, target_fps, clock_mhz, max_luts, config, out, as_json):
         check_positive("target_fps", target_fps, error=FoldingError)
     if max_luts is not None:
         check_positive("max_luts", max_luts, integer=True, error=FoldingError)
+    out = Path(out) if out else default_out(graph)
+    rpath = report_path(out)
+    for path in (out, rpath):
+        check_output(path, inputs=[graph, config])
     cfg = load_folding_config(config) if config is not None else None
     model = load_dataflow(graph)
     if cfg is not None:
@@ -78,8 +83,6 @@ def fold_cmd(graph, target_fps, clock_mhz, max_luts, config, out, as_json):
                             "removed_stream_nodes": removed, "stop": f"folding from {config}"}
     else:
         model, report = fold_search(model, target_fps=target_fps, clock_mhz=clock_mhz, max_luts=max_luts)
-    out = Path(out) if out else default_out(graph)
-    rpath = report_path(out)
     report = {"graph": str(out), "source": str(graph), "report": str(rpath), **report}
     write_bytes(out, model.model.SerializeToString())
     write_json(rpath, report)

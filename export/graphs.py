@@ -34,8 +34,22 @@ def load_onnx(path: str | Path) -> ModelWrapper:
         raise GraphError(f"{path}: not a readable ONNX model ({type(e).__name__}: {str(e)[:120]})") from None
     if not proto.graph.node:
         raise GraphError(f"{path}: the ONNX model has no nodes (empty or truncated file)")
+    _check_text(proto, path)
     _check(proto, path)
     return ModelWrapper(proto)
+
+
+def _check_text(proto: onnx.ModelProto, path: Path) -> None:
+    """Every name, op type, domain and metadata entry is UTF-8 text: protobuf does not check on parsing, and
+    hands back bytes where a string is not."""
+    g = proto.graph
+    texts = [proto.domain, proto.producer_name, g.name, *(o.domain for o in proto.opset_import),
+             *(t for m in proto.metadata_props for t in (m.key, m.value)),
+             *(v.name for v in (*g.input, *g.output, *g.value_info)), *(i.name for i in g.initializer),
+             *(t for n in g.node for t in (n.name, n.op_type, n.domain, *n.input, *n.output,
+                                             *(a.name for a in n.attribute)))]
+    if not all(isinstance(t, str) for t in texts):
+        raise GraphError(f"{path}: invalid ONNX model (a name or string is not UTF-8 text)")
 
 
 #: the custom-op domains of QONNX, FINN, Brevitas and onebit: their ops have no schema in onnx's checker
@@ -54,7 +68,9 @@ def _check(proto: onnx.ModelProto, path: Path) -> None:
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as e:
-        raise GraphError(f"{path}: invalid ONNX model ({' '.join(str(e).split())[:200]})") from None
+        raise GraphError(f"{path}: invalid ONNX model ({one_line(' '.join(str(e).split()))[:200]})") from None
+    except UnicodeDecodeError:  # a name or string that is not UTF-8 (protobuf does not check on parsing)
+        raise GraphError(f"{path}: invalid ONNX model (a name or string is not UTF-8 text)") from None
     finally:
         del proto.opset_import[n_opsets:]
 

@@ -94,7 +94,37 @@ def check_weights(weights: dict, expected: dict, where: str) -> None:
 
 
 def load_trained(run: str | Path) -> tuple[WRN, dict]:
-    """A run folder or checkpoint file -> (the trained WRN in eval mode, the checkpoint state)."""
+    """A run folder or checkpoint file -> (the trained WRN in eval mode, the checkpoint state). A run folder's
+    ``config.json`` must be a valid run configuration of the checkpoint's architecture."""
     path = resolve_checkpoint(run)
     state = load_checkpoint(path)
-    return model_from_state(state, path), state
+    model = model_from_state(state, path)
+    if Path(run).is_dir() and (Path(run) / CONFIG).exists():
+        check_run_config(Path(run), state)
+    return model, state
+
+
+def check_run_config(run: Path, state: dict) -> None:
+    """CheckpointError unless ``run/config.json`` is a valid run configuration whose architecture is the
+    checkpoint's (a folder whose files come from different runs)."""
+    import json
+
+    from onebit.training.trainer import load_train_config
+
+    load_train_config(run)  # its 'train' entry, checked as a fresh run's flags are
+    path = run / CONFIG
+    saved = json.loads(path.read_text(encoding="utf-8")).get("arch")
+    if saved is None:
+        return
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path}: entry 'arch' is a {type(saved).__name__}; expected a dict")
+    try:
+        arch = ArchConfig.from_dict(saved).to_dict()
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"{path}: its architecture is not valid: {e}") from None
+    ours = ArchConfig.from_dict(state["arch"]).to_dict()
+    differ = [k for k in ours if arch.get(k) != ours[k]]
+    if differ:
+        k = differ[0]
+        raise CheckpointError(f"{path}: architecture {k} = {arch.get(k)!r}, but {run / CHECKPOINT} holds weights "
+                              f"of {k} = {ours[k]!r}: the files come from different runs")

@@ -329,9 +329,23 @@ def main(argv: list[str] | None = None) -> None:
     except OnebitError as e:
         fail(user_message(e, argv))
     except MemoryError:
-        fail(f"onebit {' '.join(argv[:1])}: not enough memory; try fewer frames or a smaller design")
+        out_of_memory(argv)
+    except RuntimeError as e:
+        if not is_allocation_failure(e):
+            internal_error(e, argv)
+        out_of_memory(argv)
     except Exception as e:
         internal_error(e, argv)
+
+
+def is_allocation_failure(e: RuntimeError) -> bool:
+    """torch's allocator reports a failed allocation as a RuntimeError, not a MemoryError."""
+    return "can't allocate memory" in str(e) or "out of memory" in str(e).lower()
+
+
+def out_of_memory(argv: list[str]) -> None:
+    fail(f"onebit {' '.join(argv[:1])}: not enough memory for what was asked (the architecture, the frames or "
+         f"the batch size); ask for less")
 
 
 def internal_error(e: BaseException, argv: list[str]) -> None:

@@ -25,8 +25,8 @@ def sgdr_periods(epochs: int, first: int = 2, mult: int = 2) -> list[int]:
 def parse_periods(text: str) -> list[int]:
     """``"2,4,8,16"`` -> ``[2, 4, 8, 16]``."""
     try:
-        periods = [int(p) for p in text.split(",") if p.strip()]
-    except ValueError:
+        periods = [int(p) for p in text.split(",")]
+    except ValueError:  # also an empty entry ("1,,2"): a typo, not a period to skip
         periods = []
     if not periods or min(periods) < 1:
         raise ConfigError(f"sgdr: expected comma-separated positive epoch counts like 2,4,8,16, got {text!r}",

@@ -10,6 +10,13 @@ import sys
 import pytest
 import torch
 
+
+def pytest_configure(config):
+    """Under pytest-xdist, each worker's torch takes its share of the cores (the workers run side by side)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
 def onebit_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "onebit", *map(str, args)]
 
@@ -29,13 +36,21 @@ def trained_run(tmp_path_factory, run_onebit):
     """The embedded default, exactly as a user runs it: ``onebit train`` (tiny, digits, 30 epochs).
 
     Returns ``(run folder, the --json summary)``. Trained once per session, in a child process so that the
-    trainer's global settings (deterministic algorithms, the torch seed) stay out of this process.
+    trainer's global settings (deterministic algorithms, the torch seed) stay out of this process; under
+    pytest-xdist the workers share one run (the first to ask trains it, under a file lock).
     """
-    root = tmp_path_factory.mktemp("trained")
-    out = root / "tiny-digits"
-    proc = run_onebit("train", "--out", out, "--json", "-q", cwd=root)
-    assert proc.returncode == 0, proc.stderr
-    return out, json.loads(proc.stdout)
+    from filelock import FileLock
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    root = tmp_path_factory.getbasetemp().parent if worker else tmp_path_factory.mktemp("trained")
+    out, summary = root / "trained" / "tiny-digits", root / "trained" / "summary.json"
+    with FileLock(str(root / "trained.lock")):
+        if not summary.is_file():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            proc = run_onebit("train", "--out", out, "--json", "-q", cwd=out.parent)
+            assert proc.returncode == 0, proc.stderr
+            summary.write_text(proc.stdout)
+    return out, json.loads(summary.read_text())
 
 
 @pytest.fixture

@@ -259,7 +259,8 @@ def test_cli_refuses_frames_of_the_wrong_shape(tiny, tmp_path, run_onebit):
     assert not (out / "rtl").exists()  # refused before any RTL was generated or compiled
     nan = tmp_path / "nan.npy"
     np.save(nan, np.full((1, 8, 8, 1), np.nan, np.float32))
-    assert_cli_error(run_onebit("sim", graph, "--input", nan, "--no-plots"), "NaN")
+    assert_cli_error(run_onebit("sim", graph, "--input", nan, "--no-plots"), "--input", "nan.npy", "value nan",
+                     "expected finite numbers")
 
 
 def test_unknown_op_named_by_node(tiny, tmp_path):

@@ -14,19 +14,42 @@ from typing import IO, Iterable, Iterator
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success fsync it and rename it over ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes the file 0600; give it the usual permissions
+    with _writable(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes the file 0600; give it the usual permissions
     try:
         with os.fdopen(fd, mode) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+            with _writable(path):
+                f.flush()
+                os.fsync(f.fileno())
+        with _writable(path):
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def make_folder(path: str | os.PathLike) -> Path:
+    """``path`` as a folder (its parents too), or OutputError naming it if the system refuses."""
+    path = Path(path)
+    with _writable(path):
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def _writable(path: Path):
+    """The system's refusal to create or write ``path`` (no permission, a read-only or full disk, a parent that
+    cannot hold files) as the one-line error of an output the user can change."""
+    from onebit.errors import OutputError
+
+    try:
+        yield
+    except OSError as e:
+        raise OutputError(f"{path}: cannot create or write it ({e.strerror or type(e).__name__})") from None
 
 
 def _umask() -> int:

@@ -84,6 +84,10 @@ class FitError(OnebitError):
     """A design does not fit the chosen FPGA device."""
 
 
+class OutputError(OnebitError):
+    """An output path the system will not let onebit create or write (permissions, a full or read-only disk)."""
+
+
 class CosimError(OnebitError):
     """The RTL's outputs or cycles differ from the reference executor's or the simulator's."""
 

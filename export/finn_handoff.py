@@ -24,7 +24,7 @@ from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.general import GiveUniqueNodeNames
 
-from onebit.atomic import write_bytes, write_json
+from onebit.atomic import make_folder, write_bytes, write_json
 from onebit.errors import ConfigError, UnsupportedError
 from onebit.export.dataflow.base import FINN_DOMAIN
 from onebit.export.dataflow.graph import get_op, load_dataflow, scores_name
@@ -269,7 +269,7 @@ def write_finn_build(dataflow_path, out_dir, *, board: str | None = None, fpga_p
         raise UnsupportedError(f"FINN+ build: layers FINN+ cannot build: {', '.join(foreign)}")
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     files = {"model": out / "model.onnx", "folding_config": out / "folding_config.json",
              "build_config": out / "dataflow_build_config.json", "build_script": out / "build.py",
              "handoff": out / "onebit_handoff.json"}

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
-from onebit.atomic import check_output, write_bytes, write_json
+from onebit.atomic import check_output, make_folder, write_bytes, write_json
 from onebit.errors import ParityError, UnsupportedError, check_fits_memory
 from onebit.export import graphs
 from onebit.export.dataflow import graph as dfg
@@ -170,7 +170,7 @@ def export_model(model, codes: np.ndarray, float_input: np.ndarray, out: Path, p
 
     from onebit.export.qonnx_export import export_qonnx
 
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     model.eval()
     with passes.step("PyTorch forward"):
         with torch.no_grad():
@@ -239,7 +239,7 @@ def lower_file(path: str | Path, out: str | Path, *, frames: int = 16, inputs: n
     float_input = (codes * scale).astype(np.float32)
     with graphs.foreign_errors(path, "lowering"):
         integer, dataflow, report = lower_and_check(qonnx, codes, float_input, passes, None, top_k)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     save(qonnx, out / QONNX_FILE)
     save(integer, out / INTEGER_FILE)
     save(dataflow, out / DATAFLOW_FILE)

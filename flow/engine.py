@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from onebit.atomic import write_json
+from onebit.atomic import make_folder, write_json
 from onebit.errors import ConfigError, renamed
 
 STAMPS = ".stamps"
@@ -154,7 +154,7 @@ def _now() -> str:
 @contextlib.contextmanager
 def locked(out: Path):
     """Hold ``out/.lock`` so that two runs never write the same folder at once."""
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     with open(out / LOCK, "a") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from onebit.atomic import write_json
+from onebit.atomic import make_folder, write_json
 from onebit.errors import OnebitError, ParityError
 from onebit.flow.engine import Context
 
@@ -200,7 +200,7 @@ def verify_chain(run: str | Path, out: str | Path, *, frames: int = 8, graph: st
 
 def _finish(out: Path, report: dict, checks: list[dict]) -> dict:
     report.update(verdict(checks))
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     write_json(out / REPORT_FILE, report)
     return report
 

@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from onebit.atomic import check_output, write_json
+from onebit.atomic import check_output, make_folder, write_json
 from onebit.errors import ConfigError, CosimError, GraphError, check_fits_memory
 from onebit.export.dataflow import graph as dfg
 from onebit.hw import verilator
@@ -50,7 +50,7 @@ def build(graph: str | Path, out: str | Path, *, device: str = "ecp5-25k", clock
     out = check_output(out, folder=True, inputs=[graph])
     model = dfg.load_dataflow(graph)
     x = random_inputs(model, frames) if inputs is None else _check_inputs(model, inputs)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     report: dict = {"graph": str(graph), "device": device, "clock_mhz": clock_mhz, "frames": int(len(x)),
                     "seconds": {}}
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from onebit.atomic import write_json
+from onebit.atomic import make_folder, write_json
 from onebit.errors import ConfigError, FitError, ToolError
 from onebit.hw import tools
 from onebit.hw.top import TOP, Design
@@ -208,7 +208,7 @@ def synthesize(design_or_rtl: Design | str | os.PathLike, files: list[str] | Non
     files = [_script_file(f, rtl) for f in files]
     out = Path(out_dir) if out_dir is not None else rtl.parent / "synth"
     _script_path(os.path.relpath(out.resolve(), rtl), "out_dir")
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     out = out.resolve()
     rel = lambda name: os.path.relpath(out / name, rtl)  # noqa: E731
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from qonnx.core.modelwrapper import ModelWrapper
 
+from onebit.atomic import make_folder
 from onebit.errors import GraphError
 from onebit.hw.idents import comment, param_string, verilog_idents
 from onebit.hw.layers import RTLLayer, rtl_layer
@@ -76,7 +77,7 @@ def generate(model: ModelWrapper, folder: Path, depths: dict | None = None) -> D
     design = Design(folder, model, net, layers, fifo_depths(model, net))
     simulate(model, frames=1, depths=design.depth_map(), fifo_sizing=False)  # DeadlockError before any build
     rtl = design.rtl
-    (rtl / "mem").mkdir(parents=True, exist_ok=True)
+    make_folder(rtl / "mem")
     files = {"onebit_fifo.v"}
     mems: set[str] = set()
     for layer in layers:

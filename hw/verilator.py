@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from onebit.atomic import make_folder
 from onebit.errors import ToolError
 from onebit.hw import tools
 from onebit.hw.encode import beats_hex
@@ -135,7 +136,7 @@ def run(design: Design, exe: Path, x_frames: np.ndarray, max_cycles: int, timeou
     dt = design.model.get_tensor_datatype(design.model.graph.input[0].name)
     lines = beats_hex(x_frames, dt, lanes)
     (rtl / "input.hex").write_text("\n".join(lines) + "\n")
-    (rtl / "taps").mkdir(exist_ok=True)
+    make_folder(rtl / "taps")
     n = len(x_frames)
     nout = n * design.out_edge.beats
     t0 = time.perf_counter()

@@ -363,3 +363,20 @@ def test_mutated_qonnx_attributes_are_refused_or_valid(capsys, world, data):
     onnx.save(model, path)
     refused(capsys, world, ["lower", path, "--out", world["out"] / "lowered", "--frames", "2"],
             [node.name, "model.onnx"], may_pass=True)
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where nothing can be created")
+@pytest.mark.parametrize("command", ["sim", "fold", "pack", "build", "export", "lower", "train"])
+def test_outputs_the_system_refuses_are_one_line(capsys, world, command):
+    """An output folder the system will not create (root may write anywhere else, so /proc stands in for a
+    read-only disk or a folder without permission)."""
+    target = Path("/proc/onebit-cannot-create/out")
+    inputs = world["inputs"]
+    args = {"sim": ["sim", world["graph"], "--out", target, "--no-plots"],
+            "fold": ["fold", world["graph"], "--target-fps", "1000", "--out", target / "folded.onnx"],
+            "pack": ["pack", inputs / "run", "--out", target / "packed.npz"],
+            "build": ["build", world["graph"], "--out", target, "--no-synth"],
+            "export": ["export", inputs / "run", "--out", target, "--frames", "2"],
+            "lower": ["lower", world["qonnx"], "--out", target, "--frames", "2"],
+            "train": ["train", "--epochs", "1", "--out", target, "-q"]}[command]
+    refused(capsys, world, args, ["/proc/onebit-cannot-create"])

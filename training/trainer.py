@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from onebit.atomic import atomic_open, check_output, write_json
+from onebit.atomic import atomic_open, check_output, make_folder, write_json
 from onebit.errors import CheckpointError, ConfigError, check_positive, check_range
 from onebit.training import checkpoint as ckpt
 from onebit.training.augment import augment, default_cutout, default_shift
@@ -230,7 +230,7 @@ class Trainer:
         if resume and path.exists():
             self._restore(ckpt.load_checkpoint(path))
         elif self.dist.main:
-            self.out.mkdir(parents=True, exist_ok=True)
+            make_folder(self.out)
             write_json(self.out / ckpt.CONFIG, {"train": dataclasses.asdict(self.cfg), "arch": self.arch.to_dict()})
 
     def _restore(self, state: dict) -> None:

@@ -101,7 +101,7 @@ def test_two_layers_with_stalls(tmp_path, first):
     assert_cosim(m, tmp_path, frames=3, depths={"default": 1})
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.data())
 def test_random_kbit_mvau(tmp_path_factory, data):
     """2- to 4-bit weights (signed, unsigned, TERNARY) as bit planes of adder trees, with and without thresholds."""

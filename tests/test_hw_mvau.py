@@ -175,7 +175,9 @@ def test_two_bit_net_builds(tmp_path, capsys):
     m.save(str(path))
     code, out, err = call(capsys, "build", path, "--out", tmp_path / "b", "--frames", 3, "--no-synth", "--json")
     assert code == 0, err
-    c = json.loads(out)["cosim"]
+    r = json.loads(out)
+    assert r["rtl"]["lint"].startswith("clean")
+    c = r["cosim"]
     assert c["outputs_equal"] and c["cycles_equal"] and not c["mismatches"]
     top = (tmp_path / "b" / "rtl" / "onebit_top.v").read_text()
     assert top.count("onebit_mvau_kbit #(") == 3 and "WBITS(2)" in top

@@ -25,6 +25,8 @@ def random_inputs(model, frames: int, seed: int = 0) -> np.ndarray:
     shape = dfg.input_shape(model)
     check_fits_memory("frames", frames, 8 * int(np.prod(shape[1:])), f"random frames of shape {tuple(shape[1:])}")
     rng = np.random.default_rng(seed)
+    if dt.name == "BIPOLAR":  # its codes are -1 and +1, never 0
+        return (2 * rng.integers(0, 2, (frames, *shape[1:])) - 1).astype(np.float32)
     return rng.integers(int(dt.min()), int(dt.max()) + 1, (frames, *shape[1:])).astype(np.float32)
 
 

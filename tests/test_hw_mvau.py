@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 from qonnx.core.datatype import DataType
 
 from hwkit import assert_cosim, dataflow_graph
+from testkit import call
 from onebit.errors import UnsupportedError
 from onebit.export.dataflow.base import make_node
 from onebit.export.dataflow.ops.mvau import MVAU
@@ -28,7 +31,10 @@ def mvau_layer(name, x, y, mw, mh, pe, simd, vecs, in_dt, rng, wdt="BIPOLAR", st
     """An MVAU node, its initializers and its output type: ``steps`` thresholds per channel (0: none, the
     accumulator leaves as ``acc_dt``, by default the exact INT/UINT of its range)."""
     idt = DataType[in_dt]
-    w = rng.choice([-1.0, 1.0] if wdt == "BIPOLAR" else [0.0, 1.0], (mw, mh))
+    if wdt in ("BIPOLAR", "BINARY"):
+        w = rng.choice([-1.0, 1.0] if wdt == "BIPOLAR" else [0.0, 1.0], (mw, mh))
+    else:  # k-bit: every value of the type, its extremes included
+        w = rng.integers(int(DataType[wdt].min()), int(DataType[wdt].max()) + 1, (mw, mh)).astype(np.float64)
     a, b = w * int(idt.min()), w * int(idt.max())
     lo, hi = int(np.minimum(a, b).sum(0).min()), int(np.maximum(a, b).sum(0).max())
     acc_dt = acc_dt or (f"UINT{max(1, hi.bit_length())}" if lo >= 0 else f"INT{signed_bits(lo, hi)}")
@@ -95,13 +101,83 @@ def test_two_layers_with_stalls(tmp_path, first):
     assert_cosim(m, tmp_path, frames=3, depths={"default": 1})
 
 
-def test_refuses_multibit_weights(tmp_path):
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_random_kbit_mvau(tmp_path_factory, data):
+    """2- to 4-bit weights (signed, unsigned, TERNARY) as bit planes of adder trees, with and without thresholds."""
+    mw = data.draw(st.sampled_from([1, 3, 4, 6, 8, 12]))
+    mh = data.draw(st.sampled_from([1, 2, 3, 4, 6]))
+    pe = data.draw(st.sampled_from(divisors(mh)))
+    simd = data.draw(st.sampled_from(divisors(mw)))
+    h, w = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2))
+    in_dt = data.draw(st.sampled_from(["INT8", "UINT8", "INT4", "UINT2", "UINT1", "INT3", "BIPOLAR"]))
+    k = data.draw(st.integers(2, 4))
+    wdt = data.draw(st.sampled_from([f"INT{k}", f"UINT{k}", "TERNARY" if k == 2 else f"INT{k}"]))
+    steps = data.draw(st.sampled_from([0, 1, 3, 15]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 999)))
+    node, inits, out_dt = mvau_layer("MVAU_0", "x", "y", mw, mh, pe, simd, [1, h, w], in_dt, rng, wdt, steps,
+                                     signed_out=data.draw(st.booleans()))
+    m = dataflow_graph([node], ("x", (1, h, w, mw), in_dt), ("y", (1, h, w, mh), out_dt), inits)
+    design = generate(m, tmp_path_factory.mktemp("kbit"))
+    assert [l.module for l in design.layers] == ["onebit_mvau_kbit"]
+    assert_cosim(m, tmp_path_factory.mktemp("kbit"), frames=2, seed=data.draw(st.integers(0, 99)))
+
+
+def test_kbit_weight_memory_holds_bit_planes(tmp_path):
+    """Word nf*SF + sf holds PE x SIMD x k bits: bit b*PE*SIMD + p*SIMD + s is bit b of the weight's code."""
+    w = np.array([[-8, 7], [-1, 5], [3, -4], [0, 1]], dtype=np.float64)  # (MW 4, MH 2), INT4
+    node = make_node(MVAU, ["x", "w"], ["y"], "MVAU_0", PE=2, SIMD=2, MW=4, MH=2, inputDataType="INT4",
+                     weightDataType="INT4", outputDataType="INT32", accDataType="INT32", noActivation=1,
+                     numInputVectors=[1, 1, 1])
+    m = dataflow_graph([node], ("x", (1, 1, 1, 4), "INT4"), ("y", (1, 1, 1, 2), "INT32"), {"w": w})
+    design = generate(m, tmp_path)
+    words = [int(t, 16) for t in (design.rtl / "mem" / f"{design.layers[0].ident}_w.mem").read_text().split()]
+    assert len(words) == 2  # SF = 2 steps, 16 bits each
+    for sf, word in enumerate(words):
+        for b in range(4):
+            for p in range(2):
+                for s in range(2):
+                    code = int(w[sf * 2 + s, p]) & 15
+                    assert (word >> (b * 4 + p * 2 + s)) & 1 == (code >> b) & 1
+
+
+def test_kbit_costs_k_adder_trees():
+    """The LUT estimate of k-bit weights: about k times the 1-bit adder trees, far below a multiplier's."""
+    def lut(wdt):
+        return make_node(MVAU, ["x", "w"], ["y"], "M", PE=4, SIMD=16, MW=64, MH=64, inputDataType="UINT2",
+                         weightDataType=wdt, outputDataType="INT32", accDataType="INT16", noActivation=1,
+                         numInputVectors=[1])
+    from onebit.export.dataflow import graph as dfg
+
+    cost = {wdt: dfg.get_op(lut(wdt)).resources()["LUT"] for wdt in ("BIPOLAR", "INT2", "INT4", "INT5")}
+    assert cost["BIPOLAR"] < cost["INT2"] < cost["INT4"] < cost["INT5"]
+    assert cost["INT4"] < 4 * cost["BIPOLAR"]
+
+
+def test_refuses_wider_weights(tmp_path):
     rng = np.random.default_rng(0)
-    node, inits, out_dt = mvau_layer("MVAU_0", "x", "y", 4, 2, 1, 1, [1, 1, 1], "INT4", rng)
-    inits["MVAU_0_w"] = rng.integers(-2, 2, (4, 2))
-    for a in node.attribute:
-        if a.name == "weightDataType":
-            a.s = b"INT2"
+    node, inits, out_dt = mvau_layer("MVAU_0", "x", "y", 4, 2, 1, 1, [1, 1, 1], "INT4", rng, wdt="INT5")
     m = dataflow_graph([node], ("x", (1, 1, 1, 4), "INT4"), ("y", (1, 1, 1, 2), out_dt), inits)
-    with pytest.raises(UnsupportedError, match="MVAU_0"):
+    with pytest.raises(UnsupportedError, match="node MVAU_0: MVAU with INT5 weights and INT4 inputs; .*UINT4"):
         generate(m, tmp_path)
+
+
+def test_two_bit_net_builds(tmp_path, capsys):
+    """A TFC-W2A2-like net by hand (INT2 weights, 2-bit activations, a BIPOLAR-input first layer and a raw
+    accumulator output) through `onebit build --no-synth`: bit-exact and cycle-exact co-simulation."""
+    rng = np.random.default_rng(3)
+    n0, i0, a = mvau_layer("MVAU_0", "x", "a", 16, 8, 2, 4, [1], "BIPOLAR", rng, wdt="INT2", steps=3)
+    n1, i1, b = mvau_layer("MVAU_1", "a", "b", 8, 8, 4, 2, [1], a, rng, wdt="INT2", steps=3)
+    n2, i2, out_dt = mvau_layer("MVAU_2", "b", "y", 8, 4, 1, 4, [1], b, rng, wdt="TERNARY")
+    m = dataflow_graph([n0, n1, n2], ("x", (1, 16), "BIPOLAR"), ("y", (1, 4), out_dt), {**i0, **i1, **i2},
+                       {"a": a, "b": b})
+    path = tmp_path / "w2a2.onnx"
+    m.save(str(path))
+    code, out, err = call(capsys, "build", path, "--out", tmp_path / "b", "--frames", 3, "--no-synth", "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["rtl"]["lint"].startswith("clean")
+    c = r["cosim"]
+    assert c["outputs_equal"] and c["cycles_equal"] and not c["mismatches"]
+    top = (tmp_path / "b" / "rtl" / "onebit_top.v").read_text()
+    assert top.count("onebit_mvau_kbit #(") == 3 and "WBITS(2)" in top

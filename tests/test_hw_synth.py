@@ -15,6 +15,7 @@ from onebit.export.dataflow.base import make_node
 from onebit.export.dataflow.ops.thresholding import Thresholding
 from onebit.hw import synth, tools
 from onebit.hw.top import generate
+from test_hw_mvau import mvau_layer
 from test_hw_thresholding import thresholding_graph
 
 
@@ -70,6 +71,19 @@ endmodule
 """)
     r = synth.synthesize(rtl, ["onebit_top.v"], "ecp5-25k", out_dir=tmp_path / "synth", stop_after="synth")
     assert r["resources"]["multipliers"] == 1 and r["resources"]["dsp"] >= 1
+
+
+@pytest.mark.slow
+def test_kbit_weights_map_without_multipliers(tmp_path):
+    """An MVAU with INT4 weights and INT8 inputs (bit planes of adder trees): no DSP, no multiplier cell."""
+    rng = np.random.default_rng(0)
+    node, inits, out_dt = mvau_layer("MVAU_0", "x", "y", 8, 4, 2, 4, [1], "INT8", rng, wdt="INT4", steps=3)
+    m = dataflow_graph([node], ("x", (1, 8), "INT8"), ("y", (1, 4), out_dt), inits)
+    design = generate(m, tmp_path / "d")
+    r = synth.synthesize(design, device="ecp5-25k", out_dir=tmp_path / "synth", pnr=False)
+    assert [l.module for l in design.layers] == ["onebit_mvau_kbit"] and r["resources"]["luts"] > 100
+    assert r["resources"]["dsp"] == 0 and r["resources"]["multipliers"] == 0
+    assert not any(c.startswith("MULT18X18D") for c in r["cells"])
 
 
 @pytest.mark.slow

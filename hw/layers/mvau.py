@@ -1,4 +1,5 @@
-"""MVAU -> ``onebit_mvau``: 1-bit (BIPOLAR or BINARY) weights, PE x SIMD adds per step, optional thresholds."""
+"""MVAU -> ``onebit_mvau`` (1-bit BIPOLAR or BINARY weights: PE x SIMD adds per step) or ``onebit_mvau_kbit``
+(2- to 4-bit integer weights as bit planes: k times the adds, still no multiplier); optional thresholds."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+from qonnx.core.datatype import DataType
 
 from onebit.errors import UnsupportedError
 from onebit.hw.encode import signed_bits
@@ -13,24 +15,48 @@ from onebit.hw.layers.base import RTLLayer, write_mem
 from onebit.hw.layers.thresholds import threshold_params, write_threshold_memories
 
 WEIGHT_VALUES = {"BIPOLAR": {-1, 1}, "BINARY": {0, 1}}
+#: k-bit weight types of ``onebit_mvau_kbit`` (TERNARY as 2-bit two's complement)
+KBIT_WEIGHTS = ("TERNARY", *(f"{s}INT{k}" for s in ("", "U") for k in (2, 3, 4)))
+FILES = ("onebit_thresh.v", "onebit_delay.v")
+
+
+def weight_values(wdt: str) -> set[int]:
+    """The values a weight of type ``wdt`` (one the RTL takes) may have."""
+    if wdt in WEIGHT_VALUES:
+        return WEIGHT_VALUES[wdt]
+    dt = DataType[wdt]
+    return set(range(int(dt.min()), int(dt.max()) + 1))
 
 
 class MVAURTL(RTLLayer):
-    module = "onebit_mvau"
-    files = ("onebit_mvau.v", "onebit_thresh.v", "onebit_delay.v")
+    @property
+    def wbits(self) -> int:
+        """Bits per weight in the RTL: 1 (``onebit_mvau``) or 2 to 4 (``onebit_mvau_kbit``)."""
+        return 1 if self.op.attr_dtype("weightDataType").name in WEIGHT_VALUES else \
+            self.op.attr_dtype("weightDataType").bitwidth()
+
+    @property
+    def module(self) -> str:
+        return "onebit_mvau" if self.wbits == 1 else "onebit_mvau_kbit"
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return (f"{self.module}.v", *FILES)
 
     @cached_property
     def weights(self) -> np.ndarray:
-        """The (MW, MH) weight matrix, checked to be 1-bit of the node's weight type."""
+        """The (MW, MH) weight matrix, checked to be of the node's weight type, one the RTL takes."""
         op = self.op
         wdt = op.attr_dtype("weightDataType").name
         w = self.init(1)
-        if wdt not in WEIGHT_VALUES or not op.input_dtype().is_integer():
+        if (wdt not in WEIGHT_VALUES and wdt not in KBIT_WEIGHTS) or not op.input_dtype().is_integer():
             raise UnsupportedError(f"node {self.name}: MVAU with {wdt} weights and {op.input_dtype().name} inputs; "
-                                   f"the RTL takes BIPOLAR or BINARY weights and integer inputs")
-        if w.shape != (op.attr("MW"), op.attr("MH")) or not set(np.unique(w).tolist()) <= WEIGHT_VALUES[wdt]:
+                                   f"the RTL takes BIPOLAR, BINARY, {', '.join(KBIT_WEIGHTS)} weights and "
+                                   f"integer inputs")
+        values = weight_values(wdt)
+        if w.shape != (op.attr("MW"), op.attr("MH")) or not set(np.unique(w).tolist()) <= values:
             raise UnsupportedError(f"node {self.name}: its weights are not a ({op.attr('MW')}, {op.attr('MH')}) matrix "
-                                   f"of {wdt} values {sorted(WEIGHT_VALUES[wdt])}")
+                                   f"of {wdt} values {min(values)}..{max(values)}")
         return w.astype(np.int64)
 
     @cached_property
@@ -50,9 +76,12 @@ class MVAURTL(RTLLayer):
         op = self.op
         pe, simd = op.attr("PE"), op.attr("SIMD")
         idt, odt = op.input_dtype(), op.output_dtype()
+        wdt = op.attr_dtype("weightDataType")
+        weights = {"W_BIPOLAR": int(wdt.name == "BIPOLAR")} if self.wbits == 1 else \
+            {"WBITS": self.wbits, "W_SIGNED": int(wdt.signed())}
         p = {"PE": pe, "SIMD": simd, "NF": op.attr("MH") // pe, "SF": op.attr("MW") // simd, "IW": idt.bitwidth(),
              "IN_SIGNED": int(idt.signed()), "IN_BIPOLAR": int(idt.name == "BIPOLAR"),
-             "W_BIPOLAR": int(op.attr_dtype("weightDataType").name == "BIPOLAR"), "SW": max(2, signed_bits(*self.sum_range)),
+             **weights, "SW": max(2, signed_bits(*self.sum_range)),
              "THRESH": int(op.has_thresholds()), "OB": odt.bitwidth(), "WMEM": self.mem_prefix("w")}
         if op.has_thresholds():
             t = self._thr()
@@ -64,10 +93,13 @@ class MVAURTL(RTLLayer):
         op = self.op
         pe, simd = op.attr("PE"), op.attr("SIMD")
         nf, sf = op.attr("MH") // pe, op.attr("MW") // simd
-        # word nf*SF + sf, bit pe*SIMD + simd: W[sf*SIMD + simd, nf*PE + pe]
-        bits = (self.weights > 0).reshape(sf, simd, nf, pe).transpose(2, 0, 3, 1).reshape(nf * sf, pe * simd)
+        # word nf*SF + sf, bit b*PE*SIMD + pe*SIMD + simd: bit b of W[sf*SIMD + simd, nf*PE + pe] (1-bit: w > 0)
+        k = self.wbits
+        codes = (self.weights > 0).astype(np.int64) if k == 1 else self.weights & ((1 << k) - 1)  # two's complement
+        lanes = codes.reshape(sf, simd, nf, pe).transpose(2, 0, 3, 1).reshape(nf * sf, pe * simd)
+        bits = np.concatenate([(lanes >> b) & 1 for b in range(k)], axis=1)
         words = [int("".join("1" if b else "0" for b in row[::-1]), 2) for row in bits]
-        files = [write_mem(memdir / f"{Path(self.mem_prefix('w')).name}.mem", words, pe * simd)]
+        files = [write_mem(memdir / f"{Path(self.mem_prefix('w')).name}.mem", words, pe * simd * k)]
         if op.has_thresholds():
             t = self._thr()
             files += write_threshold_memories(memdir, self.mem_prefix("t"), t["table"], pe, t["stages"], t["TW"])

@@ -8,6 +8,9 @@ import numpy as np
 from onebit.export.dataflow.base import HWOp, ceil_div, multithreshold, threshold_bits
 from onebit.export.dataflow.layout import StepLayout, steps
 
+#: integer weights of up to this many bits are bit planes of adder trees in the RTL (``onebit_mvau_kbit``)
+KBIT_PLANES = 4
+
 
 class MVAU(HWOp):
     op_type = "MVAU"
@@ -88,15 +91,18 @@ class MVAU(HWOp):
         return self.attr("MW") * self.attr("MH") * self.attr_dtype("weightDataType").bitwidth()
 
     def resources(self):
-        """FINN-R's MVAU LUT model (as in FINN's MVAU_hls) and the weight and threshold memory in bits."""
+        """FINN-R's MVAU LUT model (as in FINN's MVAU_hls) and the weight and threshold memory in bits; weights
+        of 2 to 4 bits cost what the RTL builds of them: one 1-bit adder tree per bit plane, no multiplier."""
         pe, simd = self.attr("PE"), self.attr("SIMD")
-        wb, ab = self.attr_dtype("weightDataType").bitwidth(), self.input_dtype().bitwidth()
+        wdt = self.attr_dtype("weightDataType")
+        wb, ab = wdt.bitwidth(), self.input_dtype().bitwidth()
         acc = self.attr_dtype("accDataType").bitwidth()
         if wb == 1:  # a 1-bit weight selects add or subtract: no multiplier
-            mult = 0
+            mult, adder_tree = 0, (wb + ab) * (2 * simd - 1)
+        elif wb <= KBIT_PLANES and wdt.is_integer():  # bit planes, each a 1-bit adder tree, then shifted adds
+            mult, adder_tree = 0, wb * (1 + ab) * (2 * simd - 1) + (wb - 1) * acc
         else:
-            mult = simd * (2 * ceil_div(wb + ab, 6) - 1) * (wb + ab)
-        adder_tree = (wb + ab) * (2 * simd - 1)
+            mult, adder_tree = simd * (2 * ceil_div(wb + ab, 6) - 1) * (wb + ab), (wb + ab) * (2 * simd - 1)
         tmem = self.attr("MH") // pe
         steps = 0
         comp = 0

@@ -79,7 +79,7 @@ def ratio_part(folder: Path, frames: int, target_fps: float, clock_mhz: float, r
     from qonnx.core.modelwrapper import ModelWrapper
 
     from onebit.hw import verilator
-    from onebit.hw.build import random_inputs
+    from onebit.export.dataflow.graph import random_frames as random_inputs
     from onebit.hw.encode import hex_beats
     from onebit.hw.top import generate
 

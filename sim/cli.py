@@ -41,7 +41,7 @@ def sim_cmd(graph, frames, clock_mhz, inputs, output_npy, fifo_depths, out_stem,
     import numpy as np
 
     from onebit.atomic import atomic_open, check_output
-    from onebit.export.dataflow.graph import input_shape, load_dataflow
+    from onebit.export.dataflow.graph import load_dataflow, random_frames
     from onebit.sim.simulation import simulate
     from onebit.sim.report import build_report, format_report, write_report
 
@@ -62,12 +62,7 @@ def sim_cmd(graph, frames, clock_mhz, inputs, output_npy, fifo_depths, out_stem,
     if inputs:
         x = load_npy(inputs)
     elif output_npy:
-        dt = model.get_tensor_datatype(model.graph.input[0].name)
-        shape = input_shape(model)
-        check_fits_memory("frames", frames or 1, 8 * int(np.prod(shape[1:])),
-                          f"random frames of shape {tuple(shape[1:])}")
-        rng = np.random.default_rng(0)
-        x = rng.integers(int(dt.min()), int(dt.max()) + 1, (frames or 1, *shape[1:])).astype(np.float32)
+        x = random_frames(model, frames or 1)
     with renamed({"depths": "fifo_depths"}):  # the depths came from --fifo-depths
         res = simulate(model, frames=frames, inputs=x, depths=depths)
     report = build_report(res, clock_mhz, str(graph))

@@ -13,7 +13,7 @@ from testkit import call, tiny_dataflow
 from onebit.errors import CosimError
 from onebit.export.dataflow.folding_search import fold_for_target
 from onebit.export.dataflow.graph import load_dataflow
-from onebit.hw.build import random_inputs
+from onebit.export.dataflow.graph import random_frames as random_inputs
 from onebit.hw.cosim import cosimulate
 from onebit.hw.top import generate
 from onebit.sim.deadlock import DeadlockError

@@ -88,3 +88,17 @@ def check_frames(model: ModelWrapper, x: np.ndarray, source: str = "input") -> n
         raise GraphError(f"{source}: input values must be integers in [{dt.min()}, {dt.max()}] ({dt.name}), got "
                          f"[{xi.min()}, {xi.max()}]", param=source)
     return xi.astype(np.float32)
+
+
+def random_frames(model: ModelWrapper, frames: int, seed: int = 0) -> np.ndarray:
+    """Random frames of the graph's input type (all codes equally likely), float32; ``frames`` is bounded by the
+    machine's memory (the error names the ``frames`` parameter)."""
+    from onebit.errors import check_fits_memory
+
+    dt = model.get_tensor_datatype(model.graph.input[0].name)
+    shape = input_shape(model)
+    check_fits_memory("frames", frames, 8 * int(np.prod(shape[1:])), f"random frames of shape {tuple(shape[1:])}")
+    rng = np.random.default_rng(seed)
+    if dt.name == "BIPOLAR":  # its codes are -1 and +1, never 0
+        return (2 * rng.integers(0, 2, (frames, *shape[1:])) - 1).astype(np.float32)
+    return rng.integers(int(dt.min()), int(dt.max()) + 1, (frames, *shape[1:])).astype(np.float32)

@@ -73,6 +73,26 @@ def float_tail(low: Lowering, x: IntTensor, src_output: str) -> tuple[list, dict
     return nodes, inits
 
 
+def tail_keeps_order(low: Lowering, x: IntTensor) -> bool:
+    """Whether the float tail maps the integer scores to the logits by one increasing map for every class (a
+    scalar scale, then scalar Mul/Div/Add/Sub, e.g. Brevitas' TensorNorm head): then the scores' order is the
+    logits' and the tail can be left off the accelerator. UnsupportedError where it reverses the order."""
+    if np.asarray(x.scale).size != 1:
+        return False
+    sign = 1.0
+    for n in x.chain:
+        k = [low.const(i) for i in n.input[1:] if i]
+        if n.op_type not in ("Mul", "Div", "Add", "Sub") or len(k) != 1 or k[0] is None or np.asarray(k[0]).size != 1:
+            return False
+        if n.op_type in ("Mul", "Div"):
+            sign *= float(np.sign(np.asarray(k[0]).reshape(-1)[0]))
+        if sign <= 0:
+            raise UnsupportedError(f"node {n.name} ({n.op_type}): the float tail scales the scores by a "
+                                   f"{'negative number' if sign < 0 else 'zero'}, which reverses (or erases) the "
+                                   f"order of the classes; expected a positive scale")
+    return True
+
+
 def to_integer_graph(qonnx_model: ModelWrapper, input_spec: InputSpec | None = None) -> ModelWrapper:
     """Lower a (cleaned) QONNX model; raises UnsupportedError naming the first node it cannot lower.
 
@@ -123,7 +143,7 @@ def to_integer_graph(qonnx_model: ModelWrapper, input_spec: InputSpec | None = N
         model.set_tensor_datatype(name, dt)
     meta = {"tensor": x.name, "dtype": low.dtypes[x.name].name,
             "scale": np.asarray(x.scale, np.float32).reshape(-1).tolist(),
-            "tail_ops": [n.op_type for n in tail_nodes]}
+            "tail_ops": [n.op_type for n in tail_nodes], "tail_keeps_order": tail_keeps_order(low, x)}
     model.set_metadata_prop(META_OUTPUT, json.dumps(meta))
     record_layout(model, steps)
     model = model.transform(InferShapes())

@@ -40,7 +40,7 @@ def parse_input_type(value: str, param: str = "input_type") -> DataType:
     name = str(value).strip().upper()
     try:
         dt = DataType[name]
-    except (KeyError, AttributeError):
+    except Exception:  # qonnx parses the name itself ("INT" -> ValueError, "FOO" -> KeyError)
         dt = None
     if dt is None or not dt.is_integer() or dt.name == "BIPOLAR" or dt.bitwidth() > 16:
         raise ConfigError(f"{param}: {value!r} is not an integer type; expected UINTk or INTk with k <= 16 "

@@ -12,6 +12,7 @@ Parity, stage by stage:
 from __future__ import annotations
 
 import io
+import json
 import time
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from onebit.export import graphs
 from onebit.export.dataflow import graph as dfg
 from onebit.export.dataflow.executor import execute
 from onebit.export.dataflow.convert import to_dataflow
-from onebit.export.integer import integer_output_name, to_integer_graph
+from onebit.export.integer import META_OUTPUT, integer_output_name, to_integer_graph
 from onebit.export.integer_input import InputSpec, input_spec as make_input_spec, integer_input_codes
 
 QONNX_FILE = "model.qonnx.onnx"
@@ -125,6 +126,8 @@ def lower_and_check(qonnx: ModelWrapper, codes: np.ndarray, float_input: np.ndar
         first = np.argwhere(d_scores != i_scores)[0]
         raise ParityError(f"dataflow graph scores differ from the integer graph's (first at frame {first[0]}, "
                           f"class {first[1]}: {d_scores[tuple(first)]} vs {i_scores[tuple(first)]})")
+    # the labels are the scores' order; where the float tail keeps that order they are the logits' order too
+    report["tail_keeps_order"] = bool(json.loads(integer.get_metadata_prop(META_OUTPUT)).get("tail_keeps_order"))
     report["predictions"] = labels[:, 0].astype(int).tolist()
     return integer, dataflow, report
 

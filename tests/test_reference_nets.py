@@ -24,20 +24,20 @@ import pytest
 import torch
 from brevitas.export import export_qonnx
 from brevitas.quant import SignedBinaryWeightPerTensorConst
-from torch import nn
-
 from onebit.cli import main
 from onebit.errors import ConfigError, UnsupportedError
 from onebit.export.dataflow import graph as dfg
 from onebit.export.dataflow.executor import execute
+from onebit.export.integer_input import parse_input_scale
 from onebit.export.pipeline import DATAFLOW_FILE, REPORT_FILE, lower_file
 from onebit.sim.simulation import simulate
+from torch import nn
 
 bnn_pynq = pytest.importorskip("brevitas_examples.bnn_pynq.models")
 
 MLPS = ["tfc_1w1a", "tfc_1w2a", "tfc_2w2a", "sfc_1w1a", "sfc_1w2a", "sfc_2w2a", "lfc_1w1a", "lfc_1w2a"]
 CNVS = ["cnv_1w1a"] + (["cnv_1w2a", "cnv_2w2a"] if os.environ.get("ONEBIT_ALL_CNV", "1") != "0" else [])
-UINT8 = dict(input_type="UINT8", input_scale="1/255")
+UINT8 = {"input_type": "UINT8", "input_scale": "1/255"}
 FRAMES = 8
 
 
@@ -162,7 +162,7 @@ class Small(nn.Module):
         super().__init__()
         self.pre, self.nhwc = pre, nhwc
         self.inp = qnn.QuantIdentity(bit_width=8, signed=signed, return_quant_tensor=True)
-        w = dict(weight_quant=SignedBinaryWeightPerTensorConst)
+        w = {"weight_quant": SignedBinaryWeightPerTensorConst}
         self.conv = qnn.QuantConv2d(3, 8, 3, padding=1, bias=True, **w)
         self.bn, self.act = nn.BatchNorm2d(8), qnn.QuantReLU(bit_width=2, return_quant_tensor=True)
         self.pool, self.flatten = nn.MaxPool2d(2), nn.Flatten()
@@ -205,7 +205,7 @@ def test_pre_processing_folds_into_the_first_thresholds(name, tmp_path):
     assert first == ["Thresholding"]  # the front end and the input quantizer: one threshold stage
     # the user's own float frames give the same labels through QONNX and the dataflow graph
     codes = np.random.default_rng(2).integers(0, 128, size=(4, *shape)).astype(np.float32)
-    user = lower_file(path, tmp_path / "u", inputs=codes * np.float32(eval(scale)), input_type=dtype,
+    user = lower_file(path, tmp_path / "u", inputs=codes * parse_input_scale(scale), input_type=dtype,
                       input_scale=scale)
     check_report(user, argmax=False)
 

@@ -257,9 +257,15 @@ def export_cmd(run, out, frames, top_k, finn_dir, board, fpga_part, clock_mhz, t
 @click.option("--input", "inputs", type=click.Path(dir_okay=False), default=None,
               help="Your own inputs (.npy, the QONNX graph's float input layout) instead of random ones.")
 @click.option("--top-k", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--input-type", default=None,
+              help="Integer type of the accelerator's input (e.g. UINT8), where the graph's float input does not "
+                   "feed a quantizer directly: float input = input-scale * code.")
+@click.option("--input-scale", default=None, help="What one input code is worth in the float input (1/255 or 0.5; "
+                                                  "default 1).")
 @finn_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
-def lower_cmd(file, out, frames, inputs, top_k, finn_dir, board, fpga_part, clock_mhz, target_fps, as_json):
+def lower_cmd(file, out, frames, inputs, top_k, input_type, input_scale, finn_dir, board, fpga_part, clock_mhz,
+              target_fps, as_json):
     """Lower a QONNX file from elsewhere (your own Brevitas model) to integer and dataflow graphs."""
     import numpy as np
 
@@ -268,7 +274,8 @@ def lower_cmd(file, out, frames, inputs, top_k, finn_dir, board, fpga_part, cloc
     finn = finn_build_options(finn_dir, board, fpga_part, clock_mhz, target_fps)
     x = load_npy(inputs).astype(np.float32) if inputs else None
     out = out or str(Path(file).with_suffix("")) + "_lowered"
-    report = lower_file(file, out, frames=frames, inputs=x, top_k=top_k, log=stderr_log(as_json))
+    report = lower_file(file, out, frames=frames, inputs=x, top_k=top_k, input_type=input_type,
+                        input_scale=input_scale, log=stderr_log(as_json))
     finn_lines = write_finn(report, out, finn_dir, finn)
     emit(as_json, report, [*print_parity(report), f"wrote {out}/: {', '.join(report['files'].values())}, parity.json",
                            *finn_lines])

@@ -187,6 +187,14 @@ def with_batch(model: ModelWrapper, n: int) -> ModelWrapper:
         if dims:
             dims[0].ClearField("dim_param")
             dims[0].dim_value = n
+    for node in m.graph.node:  # a Reshape to a constant shape of batch 1 (PyTorch's x.view(x.shape[0], -1))
+        target = m.get_initializer(node.input[1]) if node.op_type == "Reshape" and len(node.input) > 1 else None
+        shape = model.get_tensor_shape(node.output[0]) if target is not None else None
+        if target is not None and target.ndim == 1 and target.size and target[0] == 1 and shape and shape[0] == 1 \
+                and all(d > 0 for d in shape):
+            name = node.input[1] + "_batched"
+            m.set_initializer(name, np.array([-1, *shape[1:]], np.int64))
+            node.input[1] = name
     return m.transform(InferShapes())
 
 

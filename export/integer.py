@@ -42,6 +42,7 @@ from qonnx.util.basic import qonnx_make_model
 
 from onebit.errors import UnsupportedError
 from onebit.export.graphs import clean
+from onebit.export.integer_input import InputSpec, fold_front_layout, record_layout
 from onebit.export.integer_lowering import IntTensor, Lowering
 from onebit.export.integer_rules import RULES
 
@@ -72,19 +73,58 @@ def float_tail(low: Lowering, x: IntTensor, src_output: str) -> tuple[list, dict
     return nodes, inits
 
 
-def to_integer_graph(qonnx_model: ModelWrapper) -> ModelWrapper:
-    """Lower a (cleaned) QONNX model; raises UnsupportedError naming the first node it cannot lower."""
+def tail_keeps_order(low: Lowering, x: IntTensor) -> bool:
+    """Whether the float tail maps the integer scores to the logits by one increasing map for every class (a
+    scalar scale, then scalar Mul/Div/Add/Sub, e.g. Brevitas' TensorNorm head): then the scores' order is the
+    logits' and the tail can be left off the accelerator. UnsupportedError where it reverses the order."""
+    if np.asarray(x.scale).size != 1:
+        return False
+    sign = 1.0
+    for n in x.chain:
+        k = [low.const(i) for i in n.input[1:] if i]
+        if n.op_type not in ("Mul", "Div", "Add", "Sub") or len(k) != 1 or k[0] is None or np.asarray(k[0]).size != 1:
+            return False
+        if n.op_type in ("Mul", "Div"):
+            sign *= float(np.sign(np.asarray(k[0]).reshape(-1)[0]))
+        if sign <= 0:
+            raise UnsupportedError(f"node {n.name} ({n.op_type}): the float tail scales the scores by a "
+                                   f"{'negative number' if sign < 0 else 'zero'}, which reverses (or erases) the "
+                                   f"order of the classes; expected a positive scale")
+    return True
+
+
+def to_integer_graph(qonnx_model: ModelWrapper, input_spec: InputSpec | None = None) -> ModelWrapper:
+    """Lower a (cleaned) QONNX model; raises UnsupportedError naming the first node it cannot lower.
+
+    ``input_spec``: what the float graph input is made of (``scale * code`` of an integer type); without it the
+    input must feed quantizers only, and their codes are the integer graph's input.
+    """
     src = clean(qonnx_model)
     low = Lowering(src)
     if not any(n.op_type in QUANT_OPS for n in src.graph.node):
         raise UnsupportedError("the graph has no Quant or BipolarQuant nodes: a float model; expected a "
                                "quantized (Brevitas) model")
-    first_consumers = src.find_consumers(src.graph.input[0].name) or []
-    for c in first_consumers:
-        if c.op_type not in QUANT_OPS:
-            raise UnsupportedError(f"node {c.name} ({c.op_type}) reads the float graph input "
-                                   f"{src.graph.input[0].name!r} directly; expected a Quant node on the input")
+    folded, steps = set(), []
+    if input_spec is None:
+        first_consumers = src.find_consumers(src.graph.input[0].name) or []
+        for c in first_consumers:
+            if c.op_type not in QUANT_OPS:
+                raise UnsupportedError(f"node {c.name} ({c.op_type}) reads the float graph input "
+                                       f"{src.graph.input[0].name!r} directly; expected a Quant node on the input, "
+                                       f"or the integer type and scale the float input is made of (input type "
+                                       f"UINT8 and input scale 1/255, say)")
+    else:
+        name, steps, folded = fold_front_layout(src)
+        shape = low.shape(name)
+        lo, hi = input_spec.levels
+        low.inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
+        low.dtypes[name] = input_spec.dtype
+        c = shape[1] if len(shape) > 1 else 1
+        low.values[name] = IntTensor(name, np.asarray([input_spec.scale], np.float32), np.full(c, lo),
+                                     np.full(c, hi), shape)
     for node in src.graph.node:
+        if node.name in folded:
+            continue
         handler = RULES.get(node.op_type)
         if handler is None:
             raise UnsupportedError(f"node {node.name} ({node.op_type}): op type not supported; expected one of "
@@ -103,8 +143,9 @@ def to_integer_graph(qonnx_model: ModelWrapper) -> ModelWrapper:
         model.set_tensor_datatype(name, dt)
     meta = {"tensor": x.name, "dtype": low.dtypes[x.name].name,
             "scale": np.asarray(x.scale, np.float32).reshape(-1).tolist(),
-            "tail_ops": [n.op_type for n in tail_nodes]}
+            "tail_ops": [n.op_type for n in tail_nodes], "tail_keeps_order": tail_keeps_order(low, x)}
     model.set_metadata_prop(META_OUTPUT, json.dumps(meta))
+    record_layout(model, steps)
     model = model.transform(InferShapes())
     for name, dt in low.dtypes.items():
         model.set_tensor_datatype(name, dt)

@@ -38,7 +38,7 @@ def lower_quant(low: Lowering, node):
     if const is not None or isinstance(low.values.get(src), IntWeight):
         lower_weight_quant(low, node, const if const is not None else low.values[src])
         return
-    if src in [i.name for i in low.src.graph.input]:
+    if src in [i.name for i in low.src.graph.input] and src not in low.values:  # (else: an integer input)
         lower_input_quant(low, node)
         return
     x = low.int_input(node)

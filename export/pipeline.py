@@ -12,6 +12,7 @@ Parity, stage by stage:
 from __future__ import annotations
 
 import io
+import json
 import time
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
@@ -27,7 +28,8 @@ from onebit.export import graphs
 from onebit.export.dataflow import graph as dfg
 from onebit.export.dataflow.executor import execute
 from onebit.export.dataflow.convert import to_dataflow
-from onebit.export.integer import integer_output_name, to_integer_graph
+from onebit.export.integer import META_OUTPUT, integer_output_name, to_integer_graph
+from onebit.export.integer_input import InputSpec, input_spec as make_input_spec, integer_input_codes
 
 QONNX_FILE = "model.qonnx.onnx"
 INTEGER_FILE = "model.integer.onnx"
@@ -70,11 +72,13 @@ def score_unit(integer: ModelWrapper, scores: np.ndarray, logits: np.ndarray) ->
 
 
 def lower_and_check(qonnx: ModelWrapper, codes: np.ndarray, float_input: np.ndarray, passes: Passes,
-                    torch_logits: np.ndarray | None = None, top_k: int = 1) -> tuple[ModelWrapper, ModelWrapper, dict]:
+                    torch_logits: np.ndarray | None = None, top_k: int = 1,
+                    input_spec: InputSpec | None = None) -> tuple[ModelWrapper, ModelWrapper, dict]:
     """Lower a cleaned QONNX model and check every stage on the same frames.
 
-    ``codes``: the frames as the integer graph's input (NCHW integers); ``float_input``: the same frames as
-    the QONNX graph's float input.
+    ``codes``: the frames as integers in the QONNX graph's input layout (NCHW); ``float_input``: the same frames
+    as the QONNX graph's float input; ``input_spec``: how one is made from the other, when the graph's input does
+    not feed its quantizers directly.
     """
     report: dict = {"frames": int(len(codes))}
     with passes.step("execute QONNX"):
@@ -88,7 +92,8 @@ def lower_and_check(qonnx: ModelWrapper, codes: np.ndarray, float_input: np.ndar
             raise ParityError(f"QONNX execution differs from PyTorch by {diff:.3g} in the logits (tolerance "
                               f"{LOGIT_TOLERANCE:g}); the export is not faithful")
     with passes.step("lower to integer graph"):
-        integer = to_integer_graph(qonnx)
+        integer = to_integer_graph(qonnx, input_spec)
+    codes = integer_input_codes(integer, codes)
     with passes.step("execute integer graph"):
         ctx = graphs.run(integer, codes, return_all=True)
         i_logits = ctx[integer.graph.output[0].name]
@@ -121,6 +126,8 @@ def lower_and_check(qonnx: ModelWrapper, codes: np.ndarray, float_input: np.ndar
         first = np.argwhere(d_scores != i_scores)[0]
         raise ParityError(f"dataflow graph scores differ from the integer graph's (first at frame {first[0]}, "
                           f"class {first[1]}: {d_scores[tuple(first)]} vs {i_scores[tuple(first)]})")
+    # the labels are the scores' order; where the float tail keeps that order they are the logits' order too
+    report["tail_keeps_order"] = bool(json.loads(integer.get_metadata_prop(META_OUTPUT)).get("tail_keeps_order"))
     report["predictions"] = labels[:, 0].astype(int).tolist()
     return integer, dataflow, report
 
@@ -202,32 +209,49 @@ def input_quantizer(qonnx: ModelWrapper, source: str = "QONNX model"):
     quant = next((c for c in consumers if c.op_type == "Quant"), None)
     if quant is None:
         raise UnsupportedError(f"{source}: graph input {name!r} feeds {[c.op_type for c in consumers]}; expected a "
-                               f"Quant node on the input (a quantized model)")
+                               f"Quant node on the input (a quantized model), or the integer type and scale the "
+                               f"float input is made of (input type UINT8 and input scale 1/255, say)")
     return quant
 
 
+def input_codes(qonnx: ModelWrapper, spec: InputSpec | None, source: str) -> tuple[np.float32, list[float]]:
+    """(scale, integer levels) of the graph's input: the user's ``spec``, else those of the input quantizer."""
+    if spec is not None:
+        if not any(n.op_type in ("Quant", "BipolarQuant") for n in qonnx.graph.node):
+            input_quantizer(qonnx, source)  # raises: a float model
+        lo, hi = spec.levels
+        return spec.scale, [float(lo), float(hi)]
+    from onebit.export.integer_lowering import Lowering
+    from onebit.export.integer_thresholds import quant_params
+
+    quant = input_quantizer(qonnx, source)
+    scale, zp, levels = quant_params(Lowering(qonnx), quant)
+    if np.asarray(scale).size != 1:
+        raise UnsupportedError(f"node {quant.name}: per-channel input scale; expected one scale")
+    return np.float32(np.asarray(scale).reshape(-1)[0]), levels
+
+
 def lower_file(path: str | Path, out: str | Path, *, frames: int = 16, inputs: np.ndarray | None = None,
-               seed: int = 0, top_k: int = 1, log: Callable[[str], None] = lambda s: None) -> dict:
+               seed: int = 0, top_k: int = 1, input_type: str | None = None, input_scale=None,
+               log: Callable[[str], None] = lambda s: None) -> dict:
     """``onebit lower``: a QONNX file from elsewhere -> integer and dataflow graphs, checked on ``frames`` inputs.
 
     ``inputs`` (optional) are the user's frames as the QONNX graph's float input (NCHW); by default random
-    integer codes of the input quantizer's type are used.
+    integer codes of the input's type are used. ``input_type`` and ``input_scale`` (e.g. ``"UINT8"``,
+    ``"1/255"``) say what the float input is made of, ``input_scale * code``, where the graph's input does not
+    feed a quantizer directly: its float front end (reshapes, ``2x - 1``, mean/std) folds into the first
+    threshold stage, and the accelerator's input is the integer codes.
     """
-    from onebit.export.integer_lowering import Lowering
-    from onebit.export.integer_thresholds import quant_params
     from onebit.export.qonnx_checks import check_qonnx_nodes
 
+    spec = make_input_spec(input_type, input_scale)
     out = check_out_folder(out, [path])
     passes = Passes(log)
     with passes.step("load and clean QONNX"):
         raw = graphs.load_onnx(path)
         check_qonnx_nodes(raw, path)
         qonnx = graphs.clean(raw, source=path)
-    quant = input_quantizer(qonnx, str(path))
-    scale, zp, levels = quant_params(Lowering(qonnx), quant)
-    if np.asarray(scale).size != 1:
-        raise UnsupportedError(f"node {quant.name}: per-channel input scale; expected one scale")
-    scale = np.float32(np.asarray(scale).reshape(-1)[0])
+    scale, levels = input_codes(qonnx, spec, str(path))
     shape = qonnx.get_tensor_shape(qonnx.graph.input[0].name)
     if inputs is None:
         check_fits_memory("frames", frames, 8 * int(np.prod(shape[1:])), f"random inputs of shape {tuple(shape[1:])}")
@@ -238,12 +262,14 @@ def lower_file(path: str | Path, out: str | Path, *, frames: int = 16, inputs: n
         codes = np.clip(np.round(inputs / scale), levels[0], levels[-1]).astype(np.float32)
     float_input = (codes * scale).astype(np.float32)
     with graphs.foreign_errors(path, "lowering"):
-        integer, dataflow, report = lower_and_check(qonnx, codes, float_input, passes, None, top_k)
+        integer, dataflow, report = lower_and_check(qonnx, codes, float_input, passes, None, top_k, spec)
     make_folder(out)
     save(qonnx, out / QONNX_FILE)
     save(integer, out / INTEGER_FILE)
     save(dataflow, out / DATAFLOW_FILE)
     report.update({"source": str(path), "files": {"qonnx": QONNX_FILE, "integer": INTEGER_FILE,
                                                   "dataflow": DATAFLOW_FILE}, "pass_seconds": passes.times})
+    if spec is not None:
+        report["input"] = {"type": spec.dtype.name, "scale": float(spec.scale)}
     write_json(out / REPORT_FILE, report)
     return report

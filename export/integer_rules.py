@@ -143,7 +143,7 @@ def lower_conv(low: Lowering, node):
     group = int(attrs.get("group", 1))
     cout, cin_g = w.values.shape[0], w.values.shape[1]
     groups_in = np.arange(cout) // (cout // group)
-    x_scale, sign = _input_scale(node, x)
+    x_scale, sign = _input_scale(node, x, per_channel=True)
     wv = w.values * sign.reshape(group, cin_g)[groups_in].reshape(cout, cin_g, *([1] * (w.values.ndim - 2)))
     w_name = low.add_init(f"{node.name}_W", wv, DataType["BIPOLAR"] if set(np.unique(wv)) <= {-1.0, 1.0}
                           else dtype_for(wv.min(), wv.max()))
@@ -163,13 +163,14 @@ def lower_conv(low: Lowering, node):
     low.set_int(node.output[0], _with_bias(low, node, result, 2, 1.0))
 
 
-def _input_scale(node, x: IntTensor) -> tuple[np.float32, np.ndarray]:
+def _input_scale(node, x: IntTensor, per_channel: bool) -> tuple[np.float32, np.ndarray]:
     """The one scale of a matrix product's input and its per-channel signs (a quantizer whose input decreases
-    with its integers outputs minus its code: the sign goes into the weights, which stay +-1 if they were)."""
+    with its integers outputs minus its code: the sign goes into the weights, which stay +-1 if they were).
+    ``per_channel``: refuse per-channel positive scales (else the first one is the scale)."""
     s = np.asarray(x.scale, np.float32).reshape(-1)
-    if np.all(s == s[0]) and s[0] > 0:
+    if np.all(s > 0) and (s.size == 1 or not per_channel):
         return s[0], np.ones(x.channels, np.float32)
-    if s.size not in (1, x.channels) or np.any(np.abs(s) != np.abs(s[0])) or s[0] == 0:
+    if np.all(s > 0) or s.size not in (1, x.channels) or np.any(np.abs(s) != np.abs(s[0])) or s[0] == 0:
         raise UnsupportedError(f"node {node.name} ({node.op_type}): per-channel input scale "
                                f"{s[:3].tolist()}...; expected one scale")
     return np.abs(s[0]), np.broadcast_to(np.where(s < 0, -1.0, 1.0).astype(np.float32), (x.channels,))
@@ -180,7 +181,7 @@ def lower_matmul(low: Lowering, node):
     attrs = _attrs(node)
     w = low.weight_input(node, 1)
     wv = w.values.T if attrs.get("transB", 0) else w.values  # (in, out)
-    x_scale, sign = _input_scale(node, x)
+    x_scale, sign = _input_scale(node, x, per_channel=False)
     wv = wv * sign.reshape(-1, 1)
     if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0:
         raise UnsupportedError(f"node {node.name} ({node.op_type}): transA or alpha != 1; expected x @ W (+ bias)")

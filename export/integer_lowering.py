@@ -121,9 +121,12 @@ class Lowering:
         """An input for a linear op (pooling, reshape): a pending chain of constant Mul/Div is folded into the
         scale, since such ops commute with it (exact up to float32 rounding of the scale)."""
         v = self.int_input(node, index)
+        scale = np.asarray(v.scale, np.float32).reshape(-1)
+        if positive and np.any(scale <= 0):  # max does not commute with a negation (see Thresholds)
+            raise UnsupportedError(f"node {node.name} ({node.op_type}): input {node.input[index]!r} has a "
+                                   f"non-positive scale in some channel; expected positive scales")
         if not v.chain:
             return v
-        scale = np.asarray(v.scale, np.float32).reshape(-1)
         for n in v.chain:
             k = self.const(n.input[1]) if n.op_type in ("Mul", "Div") and len(n.input) > 1 else None
             if k is None or (positive and np.any(np.asarray(k) <= 0)):

@@ -42,18 +42,13 @@ def lower_quant(low: Lowering, node):
         lower_input_quant(low, node)
         return
     x = low.int_input(node)
-    thresholds, levels, out_scale = find_thresholds(low, x, node)
-    if node.op_type == "BipolarQuant":
-        out_dt, step, bias = DataType["BIPOLAR"], 2.0, -1.0
-    else:
-        out_dt, step, bias = dtype_for(levels[0], levels[-1]), 1.0, levels[0]
-    t_name = low.add_init(f"{node.name}_thresholds", thresholds)
+    th = find_thresholds(low, x, node)
+    out_dt = DataType["BIPOLAR"] if node.op_type == "BipolarQuant" else dtype_for(th.lo.min(), th.hi.max())
+    t_name = low.add_init(f"{node.name}_thresholds", th.values)
     out = low.emit("MultiThreshold", [x.name, t_name], "act", domain="qonnx.custom_op.general",
-                   out_dtype=out_dt.name, out_scale=step, out_bias=bias, data_layout="NCHW")
+                   out_dtype=out_dt.name, out_scale=th.step, out_bias=th.bias, data_layout="NCHW")
     low.dtypes[out] = out_dt
-    c = x.channels
-    low.set_int(node.output[0], IntTensor(out, out_scale, np.full(c, levels[0]), np.full(c, levels[-1]),
-                                          low.shape(node.output[0])))
+    low.set_int(node.output[0], IntTensor(out, th.scale, th.lo, th.hi, low.shape(node.output[0])))
 
 
 def lower_input_quant(low: Lowering, node):
@@ -146,27 +141,39 @@ def lower_conv(low: Lowering, node):
     if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         raise UnsupportedError(f"node {node.name} (Conv): auto_pad; expected explicit pads")
     group = int(attrs.get("group", 1))
-    wv = w.values
+    cout, cin_g = w.values.shape[0], w.values.shape[1]
+    groups_in = np.arange(cout) // (cout // group)
+    x_scale, sign = _input_scale(node, x, per_channel=True)
+    wv = w.values * sign.reshape(group, cin_g)[groups_in].reshape(cout, cin_g, *([1] * (w.values.ndim - 2)))
     w_name = low.add_init(f"{node.name}_W", wv, DataType["BIPOLAR"] if set(np.unique(wv)) <= {-1.0, 1.0}
                           else dtype_for(wv.min(), wv.max()))
     out = low.emit("Conv", [x.name, w_name], "conv", **attrs)
     # Per output channel: sum over (input channel of its group, kernel taps) of w * x.
-    cout, cin_g = wv.shape[0], wv.shape[1]
     # Zero padding adds zeros to the window, so each input's range is widened to include 0.
     lo_in = np.minimum(x.per_channel(x.lo).astype(np.float64), 0)
     hi_in = np.maximum(x.per_channel(x.hi).astype(np.float64), 0)
-    groups_in = np.arange(cout) // (cout // group)
     w_pos = np.maximum(wv, 0).reshape(cout, cin_g, -1).sum(axis=2)  # (cout, cin_g)
     w_neg = np.minimum(wv, 0).reshape(cout, cin_g, -1).sum(axis=2)
     lo_g = lo_in.reshape(group, cin_g)[groups_in]  # (cout, cin_g)
     hi_g = hi_in.reshape(group, cin_g)[groups_in]
     lo_out = (w_pos * lo_g + w_neg * hi_g).sum(axis=1)
     hi_out = (w_pos * hi_g + w_neg * lo_g).sum(axis=1)
-    scale = (np.asarray(x.scale, np.float32).reshape(-1)[0] * np.asarray(w.scale, np.float32)).astype(np.float32)
-    if np.asarray(x.scale).size != 1:
-        raise UnsupportedError(f"node {node.name} (Conv): per-channel input scale; expected one scale")
+    scale = (x_scale * np.asarray(w.scale, np.float32)).astype(np.float32)
     result = IntTensor(out, scale.reshape(-1), lo_out, hi_out, low.shape(node.output[0]))
     low.set_int(node.output[0], _with_bias(low, node, result, 2, 1.0))
+
+
+def _input_scale(node, x: IntTensor, per_channel: bool) -> tuple[np.float32, np.ndarray]:
+    """The one scale of a matrix product's input and its per-channel signs (a quantizer whose input decreases
+    with its integers outputs minus its code: the sign goes into the weights, which stay +-1 if they were).
+    ``per_channel``: refuse per-channel positive scales (else the first one is the scale)."""
+    s = np.asarray(x.scale, np.float32).reshape(-1)
+    if np.all(s > 0) and (s.size == 1 or not per_channel):
+        return s[0], np.ones(x.channels, np.float32)
+    if np.all(s > 0) or s.size not in (1, x.channels) or np.any(np.abs(s) != np.abs(s[0])) or s[0] == 0:
+        raise UnsupportedError(f"node {node.name} ({node.op_type}): per-channel input scale "
+                               f"{s[:3].tolist()}...; expected one scale")
+    return np.abs(s[0]), np.broadcast_to(np.where(s < 0, -1.0, 1.0).astype(np.float32), (x.channels,))
 
 
 def lower_matmul(low: Lowering, node):
@@ -174,6 +181,8 @@ def lower_matmul(low: Lowering, node):
     attrs = _attrs(node)
     w = low.weight_input(node, 1)
     wv = w.values.T if attrs.get("transB", 0) else w.values  # (in, out)
+    x_scale, sign = _input_scale(node, x, per_channel=False)
+    wv = wv * sign.reshape(-1, 1)
     if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0:
         raise UnsupportedError(f"node {node.name} ({node.op_type}): transA or alpha != 1; expected x @ W (+ bias)")
     w_name = low.add_init(f"{node.name}_W", wv, DataType["BIPOLAR"] if set(np.unique(wv)) <= {-1.0, 1.0}
@@ -182,7 +191,7 @@ def lower_matmul(low: Lowering, node):
     lo_in = np.broadcast_to(np.asarray(x.lo, np.float64).reshape(-1), (wv.shape[0],))
     hi_in = np.broadcast_to(np.asarray(x.hi, np.float64).reshape(-1), (wv.shape[0],))
     lo_out, hi_out = _range_matmul(lo_in, hi_in, wv.T, 0)
-    scale = (np.asarray(x.scale, np.float32).reshape(-1)[0] * np.asarray(w.scale, np.float32)).reshape(-1)
+    scale = (x_scale * np.asarray(w.scale, np.float32)).reshape(-1)
     result = IntTensor(out, scale, lo_out, hi_out, low.shape(node.output[0]))
     low.set_int(node.output[0], _with_bias(low, node, result, 2, float(attrs.get("beta", 1.0))))
 

@@ -7,6 +7,7 @@ ties included, whatever the float evaluation order of the ops.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -86,28 +87,80 @@ class ChainEvaluator:
         return np.round(y / s)
 
 
-def find_thresholds(low: Lowering, x: IntTensor, quant: onnx.NodeProto) -> tuple[np.ndarray, list[float], np.ndarray]:
-    """Thresholds (C, L-1) on ``I`` at which the quantizer's code reaches each level above the lowest."""
-    out_scale, _, levels = quant_params(low, quant)
-    targets = np.array(levels[1:], dtype=np.float64)
-    c, n = x.channels, len(targets)
-    lo = np.broadcast_to(x.per_channel(x.lo).astype(np.int64).reshape(-1, 1), (c, n)).copy()
-    hi = np.broadcast_to(x.per_channel(x.hi).astype(np.int64).reshape(-1, 1), (c, n)).copy()
-    ev = ChainEvaluator(low, x, quant, n)
-    # Monotone non-decreasing per channel? Compare the codes at both ends of the range.
-    ends = ev.codes(np.concatenate([lo[:, :1], hi[:, :1]], axis=1).repeat((n + 1) // 2 + 1, axis=1)[:, :n], out_scale)
-    if n >= 2 and np.any(ends[:, 0] > ends[:, 1]):
-        ch = int(np.argmax(ends[:, 0] > ends[:, 1]))
-        raise UnsupportedError(f"node {quant.name}: its input decreases with the integer code in channel {ch} "
-                               f"(negative scale); expected a monotone increasing map")
+@dataclass
+class Thresholds:
+    """A quantizer as ``MultiThreshold(I)``: output ``O = bias + step * #{t in values[c] : I >= t}``.
+
+    In a channel whose code increases with ``I``, ``O`` is the code; in one where it decreases (a negative
+    scale on the way, e.g. an input BN with a negative weight) ``O`` is minus the code, so the quantizer's
+    value is ``sign * out_scale * O`` and the next matrix product folds the sign into its weights. One shared
+    ``bias`` serves both kinds of channel: a channel whose own offset is higher starts with thresholds that
+    every ``I`` in its range reaches, and a channel with fewer levels ends with thresholds none reaches.
+    """
+
+    values: np.ndarray  # (C, steps), ascending per channel
+    sign: np.ndarray  # (C,) +1 or -1
+    bias: float
+    step: float
+    lo: np.ndarray  # (C,) the range of O
+    hi: np.ndarray
+    levels: list[float]
+    out_scale: np.ndarray
+
+    @property
+    def scale(self) -> np.ndarray:
+        """The scale of ``O`` as an integer tensor: ``out_scale``, negated in the decreasing channels."""
+        if np.all(self.sign > 0):
+            return self.out_scale
+        s = np.broadcast_to(np.asarray(self.out_scale, np.float32).reshape(-1), self.sign.shape)
+        return (s * self.sign).astype(np.float32)
+
+
+def _first_reached(ev: ChainEvaluator, sign: np.ndarray, lo: np.ndarray, hi: np.ndarray, targets: np.ndarray,
+                   out_scale: np.ndarray) -> np.ndarray:
+    """Per channel and target, the least ``J`` in [lo, hi] (or hi + 1) at which the code of ``I = sign * J`` reaches
+    the target; the code is non-decreasing in ``J``."""
+    n = len(targets)
+    lo, hi = np.repeat(lo.reshape(-1, 1), n, axis=1), np.repeat(hi.reshape(-1, 1), n, axis=1)
+    s = sign.reshape(-1, 1)
     # Invariant: code(left) < target (left = lo - 1 stands for "below the range"); code(right) >= target.
     left, right = lo - 1, hi + 1
     while np.any(right - left > 1):
         mid = (left + right) // 2
         active = right - left > 1
-        probe = np.where(active, mid, lo)
-        got = ev.codes(probe, out_scale)
+        got = ev.codes(s * np.where(active, mid, lo), out_scale)
         reached = got >= targets.reshape(1, -1)
         right = np.where(active & reached, mid, right)
         left = np.where(active & ~reached, mid, left)
-    return right.astype(np.float32), levels, out_scale
+    return right
+
+
+def find_thresholds(low: Lowering, x: IntTensor, quant: onnx.NodeProto) -> Thresholds:
+    """The quantizer ``quant`` of ``x`` as thresholds on ``x``'s integers, exact over ``x``'s whole range."""
+    out_scale, _, levels = quant_params(low, quant)
+    bipolar = quant.op_type == "BipolarQuant"
+    step = 2.0 if bipolar else 1.0
+    targets = np.array(levels[1:], dtype=np.float64)
+    n = len(targets)
+    lo = x.per_channel(x.lo).astype(np.int64)
+    hi = x.per_channel(x.hi).astype(np.int64)
+    ev = ChainEvaluator(low, x, quant, n)
+    # The chain is monotone per channel; its direction is where the code is higher, at the lowest or highest I.
+    code_lo = ev.codes(np.repeat(lo.reshape(-1, 1), n, axis=1), out_scale)[:, 0]
+    code_hi = ev.codes(np.repeat(hi.reshape(-1, 1), n, axis=1), out_scale)[:, 0]
+    sign = np.where(code_hi < code_lo, -1, 1).astype(np.int64)
+    up = sign > 0
+    # Increasing channels: O = code, thresholds at the least I reaching each level. Decreasing ones, bisected on
+    # J = -I: O = -code = -levels[-1] + step * #{k : I > (greatest I reaching level k)}.
+    first = _first_reached(ev, sign, np.where(up, lo, -hi), np.where(up, hi, -lo), targets, out_scale)
+    t = np.where(up.reshape(-1, 1), first, 1 - first)
+    own_bias = np.where(up, levels[0], -levels[-1])
+    bias = float(own_bias.min())
+    extra = np.round((own_bias - bias) / step).astype(np.int64)  # thresholds every I reaches, per channel
+    k = np.arange(int(extra.max())).reshape(1, -1)
+    padding = np.where(k < extra.reshape(-1, 1), lo.reshape(-1, 1), hi.reshape(-1, 1) + 1)  # else: none reaches
+    t = np.concatenate([t, padding], axis=1)
+    t = np.sort(t, axis=1)
+    lo_o = np.where(up, levels[0], -levels[-1]).astype(np.float64)
+    hi_o = np.where(up, levels[-1], -levels[0]).astype(np.float64)
+    return Thresholds(t.astype(np.float32), sign, bias, step, lo_o, hi_o, levels, out_scale)

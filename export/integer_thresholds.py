@@ -74,7 +74,6 @@ class ChainEvaluator:
         self.model = model.transform(InferShapes())
         scale = np.asarray(x.scale, np.float32).reshape(-1)
         self.scale = scale if scale.size == 1 else scale.reshape(-1, 1)
-        self.out_scale, _, _ = None, None, None
 
     def codes(self, ints: np.ndarray, out_scale: np.ndarray) -> np.ndarray:
         """``ints``: (C, n) integers -> (C, n) output codes ``y / out_scale``."""

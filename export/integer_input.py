@@ -59,7 +59,7 @@ def parse_input_scale(value, param: str = "input_scale") -> np.float32:
             v = float(text)
     except (ValueError, ZeroDivisionError):
         v = float("nan")
-    if not (math.isfinite(v) and v > 0 and math.isfinite(np.float32(v)) and np.float32(v) > 0):
+    if not (math.isfinite(v) and 0 < v <= float(np.finfo(np.float32).max) and np.float32(v) > 0):
         raise ConfigError(f"{param}: expected a positive number such as 1/255 or 0.5, got {value!r}", param=param)
     return np.float32(v)
 

@@ -1,5 +1,6 @@
 """FINN's reference BNNs (Brevitas' ``bnn_pynq`` examples: TFC, SFC, LFC and CNV at W1A1, W1A2, W2A2) lower with
-identical outputs at every stage, and the simulator reproduces the dataflow executor bit for bit.
+identical outputs at every stage, and the simulator reproduces the dataflow executor bit for bit; TFC's RTL
+(1- and 2-bit weights) co-simulates bit- and cycle-exact in Verilator.
 
 The nets are built as FINN's end-to-end tests build them: random weights, BatchNorm statistics settled on a few
 random batches in train mode, then eval, exported with Brevitas' ``export_qonnx``. Their float front end (a
@@ -31,6 +32,7 @@ from onebit.export.dataflow.executor import execute
 from onebit.export.integer_input import parse_input_scale
 from onebit.export.pipeline import DATAFLOW_FILE, REPORT_FILE, lower_file
 from onebit.sim.simulation import simulate
+from testkit import call
 from torch import nn
 
 bnn_pynq = pytest.importorskip("brevitas_examples.bnn_pynq.models")
@@ -107,6 +109,17 @@ def test_reference_net_lowers_with_identical_outputs(exported, name, tmp_path):
     # the stream is the flattened vector for the MLPs, NHWC for CNV
     assert model.get_tensor_shape("global_in") == ([1, 784] if name[:3] in ("tfc", "sfc", "lfc") else [1, 32, 32, 3])
     check_simulator(out)
+
+
+@pytest.mark.parametrize("name", ["tfc_1w1a", "tfc_2w2a"])
+def test_small_reference_nets_cosimulate_in_verilator(exported, name, tmp_path, capsys):
+    """The RTL of TFC with 1- and 2-bit weights: bit-exact on every edge, every beat's cycle the simulator's."""
+    lower_file(exported(name), tmp_path / "o", frames=2, **UINT8)
+    code, out, err = call(capsys, "build", tmp_path / "o" / DATAFLOW_FILE, "--out", tmp_path / "b", "--frames", 2,
+                          "--no-synth", "--json")
+    assert code == 0, err
+    cosim = json.loads(out)["cosim"]
+    assert cosim["outputs_equal"] and cosim["cycles_equal"] and not cosim["mismatches"]
 
 
 def test_reference_net_without_an_input_type_is_one_line(exported, tmp_path, capsys):

@@ -157,22 +157,26 @@ def _set_attribute(attr: onnx.AttributeProto, value) -> None:
     attr.CopyFrom(new)
 
 
+def mutated_attribute(data, source: Path, path: Path) -> tuple[Path, str]:
+    """``source`` with one attribute of one node set to a hostile value, saved as ``path``; (path, node name)."""
+    model = onnx.load(source)
+    node = data.draw(st.sampled_from([n for n in model.graph.node if n.attribute]), label="node")
+    attr = data.draw(st.sampled_from(list(node.attribute)), label="attribute")
+    value = data.draw(st.one_of(WEIRD_INTS, WEIRD_TEXT, st.lists(WEIRD_INTS, max_size=5),
+                                st.floats(allow_nan=True, allow_infinity=True)), label="value")
+    _set_attribute(attr, value)
+    onnx.save(model, path)
+    return path, node.name
+
+
 @pytest.mark.parametrize("command", sorted(GRAPH_COMMANDS))
 @HOSTILE
 @given(data=st.data())
 def test_mutated_graph_attributes_are_refused_or_valid(capsys, world, command, data):
     """An attribute of a real graph set to a hostile value: a valid graph still (then the command runs) or one
     line naming the node."""
-    model = onnx.load(world["graph"])
-    nodes = [n for n in model.graph.node if n.attribute]
-    node = data.draw(st.sampled_from(nodes), label="node")
-    attr = data.draw(st.sampled_from(list(node.attribute)), label="attribute")
-    value = data.draw(st.one_of(WEIRD_INTS, WEIRD_TEXT, st.lists(WEIRD_INTS, max_size=5),
-                                st.floats(allow_nan=True, allow_infinity=True)), label="value")
-    _set_attribute(attr, value)
-    path = case_dir(world) / "graph.onnx"
-    onnx.save(model, path)
-    refused(capsys, world, GRAPH_COMMANDS[command](path, world["out"]), [node.name, "graph.onnx"], may_pass=True)
+    path, node = mutated_attribute(data, world["graph"], case_dir(world) / "graph.onnx")
+    refused(capsys, world, GRAPH_COMMANDS[command](path, world["out"]), [node, "graph.onnx"], may_pass=True)
 
 
 @HOSTILE
@@ -352,17 +356,9 @@ def test_broken_qonnx_files_are_refused(capsys, world, data):
 @HOSTILE
 @given(data=st.data())
 def test_mutated_qonnx_attributes_are_refused_or_valid(capsys, world, data):
-    model = onnx.load(world["qonnx"])
-    nodes = [n for n in model.graph.node if n.attribute]
-    node = data.draw(st.sampled_from(nodes), label="node")
-    attr = data.draw(st.sampled_from(list(node.attribute)), label="attribute")
-    value = data.draw(st.one_of(WEIRD_INTS, WEIRD_TEXT, st.lists(WEIRD_INTS, max_size=4),
-                                st.floats(allow_nan=True, allow_infinity=True)), label="value")
-    _set_attribute(attr, value)
-    path = case_dir(world) / "model.onnx"
-    onnx.save(model, path)
+    path, node = mutated_attribute(data, world["qonnx"], case_dir(world) / "model.onnx")
     refused(capsys, world, ["lower", path, "--out", world["out"] / "lowered", "--frames", "2"],
-            [node.name, "model.onnx"], may_pass=True)
+            [node, "model.onnx"], may_pass=True)
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where nothing can be created")

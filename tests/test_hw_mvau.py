@@ -119,7 +119,7 @@ def test_random_kbit_mvau(tmp_path_factory, data):
                                      signed_out=data.draw(st.booleans()))
     m = dataflow_graph([node], ("x", (1, h, w, mw), in_dt), ("y", (1, h, w, mh), out_dt), inits)
     design = generate(m, tmp_path_factory.mktemp("kbit"))
-    assert [l.module for l in design.layers] == ["onebit_mvau_kbit"]
+    assert [(l.module, l.params()["WBITS"]) for l in design.layers] == [("onebit_mvau", 2 if wdt == "TERNARY" else k)]
     assert_cosim(m, tmp_path_factory.mktemp("kbit"), frames=2, seed=data.draw(st.integers(0, 99)))
 
 
@@ -180,4 +180,4 @@ def test_two_bit_net_builds(tmp_path, capsys):
     c = r["cosim"]
     assert c["outputs_equal"] and c["cycles_equal"] and not c["mismatches"]
     top = (tmp_path / "b" / "rtl" / "onebit_top.v").read_text()
-    assert top.count("onebit_mvau_kbit #(") == 3 and "WBITS(2)" in top
+    assert top.count("onebit_mvau #(") == 3 and "WBITS(2)" in top

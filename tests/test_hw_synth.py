@@ -81,7 +81,8 @@ def test_kbit_weights_map_without_multipliers(tmp_path):
     m = dataflow_graph([node], ("x", (1, 8), "INT8"), ("y", (1, 4), out_dt), inits)
     design = generate(m, tmp_path / "d")
     r = synth.synthesize(design, device="ecp5-25k", out_dir=tmp_path / "synth", pnr=False)
-    assert [l.module for l in design.layers] == ["onebit_mvau_kbit"] and r["resources"]["luts"] > 100
+    assert [(l.module, l.params()["WBITS"]) for l in design.layers] == [("onebit_mvau", 4)]
+    assert r["resources"]["luts"] > 100
     assert r["resources"]["dsp"] == 0 and r["resources"]["multipliers"] == 0
     assert not any(c.startswith("MULT18X18D") for c in r["cells"])
 

@@ -1,5 +1,5 @@
-"""MVAU -> ``onebit_mvau`` (1-bit BIPOLAR or BINARY weights: PE x SIMD adds per step) or ``onebit_mvau_kbit``
-(2- to 4-bit integer weights as bit planes: k times the adds, still no multiplier); optional thresholds."""
+"""MVAU -> ``onebit_mvau``: 1-bit BIPOLAR or BINARY weights (PE x SIMD adds per step), or 2- to 4-bit integer
+weights as bit planes (k times the adds, still no multiplier); optional thresholds."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from onebit.hw.layers.base import RTLLayer, write_mem
 from onebit.hw.layers.thresholds import threshold_params, write_threshold_memories
 
 WEIGHT_VALUES = {"BIPOLAR": {-1, 1}, "BINARY": {0, 1}}
-#: k-bit weight types of ``onebit_mvau_kbit`` (TERNARY as 2-bit two's complement)
+#: k-bit weight types of ``onebit_mvau`` (TERNARY as 2-bit two's complement)
 KBIT_WEIGHTS = ("TERNARY", *(f"{s}INT{k}" for s in ("", "U") for k in (2, 3, 4)))
 FILES = ("onebit_thresh.v", "onebit_delay.v")
 
@@ -31,17 +31,12 @@ def weight_values(wdt: str) -> set[int]:
 class MVAURTL(RTLLayer):
     @property
     def wbits(self) -> int:
-        """Bits per weight in the RTL: 1 (``onebit_mvau``) or 2 to 4 (``onebit_mvau_kbit``)."""
+        """Bits per weight in the RTL: 1 (BIPOLAR, BINARY) or 2 to 4."""
         return 1 if self.op.attr_dtype("weightDataType").name in WEIGHT_VALUES else \
             self.op.attr_dtype("weightDataType").bitwidth()
 
-    @property
-    def module(self) -> str:
-        return "onebit_mvau" if self.wbits == 1 else "onebit_mvau_kbit"
-
-    @property
-    def files(self) -> tuple[str, ...]:
-        return (f"{self.module}.v", *FILES)
+    module = "onebit_mvau"
+    files = ("onebit_mvau.v", *FILES)
 
     @cached_property
     def weights(self) -> np.ndarray:

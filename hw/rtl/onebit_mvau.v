@@ -1,8 +1,11 @@
-// MVAU (matrix-vector-activation unit) with 1-bit weights: per step PE output channels x SIMD inputs.
+// MVAU (matrix-vector-activation unit): per step PE output channels x SIMD inputs, no multipliers.
 // Per pixel NF*SF steps, nf-major (FINN's Matrix_Vector_Activate loop): the SF steps of fold nf = 0 read the
 // input vector and keep it in a buffer for the later folds; every step with sf = SF-1 writes PE outputs.
-// Weight word nf*SF + sf of WMEM.mem holds W[sf*SIMD + s][nf*PE + p] in bit p*SIMD + s (1: +1, 0: -1 if
-// W_BIPOLAR, else 0). No multipliers: with BIPOLAR weights w.x = 2 * (sum of the x with w = +1) - sum of x.
+// Weights are WBITS bit planes: weight word nf*SF + sf of WMEM.mem holds bit b of W[sf*SIMD + s][nf*PE + p] in
+// bit b*PE*SIMD + p*SIMD + s. Each plane runs through its own adder trees of conditional adds.
+// WBITS = 1: the bit is +1 / -1 if W_BIPOLAR (w.x = 2 * (sum of the x with w = +1) - sum of x), else 1 / 0.
+// WBITS = k >= 2: w = sum_b 2^b * w_b, the top plane weighted -2^(k-1) if W_SIGNED (two's complement), so
+// w.x = sum_b +-2^b * (sum of the x whose weight has bit b set): shifted adds, one subtract, same timing.
 // Sums are SW-bit two's complement (every sum fits; partial sums may wrap). THRESH = 1: the sum goes through
 // onebit_thresh and leaves STAGES cycles after the writing step; THRESH = 0: the sum itself, at once, OB bits.
 `default_nettype none
@@ -14,7 +17,9 @@ module onebit_mvau #(
     parameter integer IW = 8,
     parameter integer IN_SIGNED = 1,
     parameter integer IN_BIPOLAR = 0,  // 1-bit inputs, code 0/1 for -1/+1
-    parameter integer W_BIPOLAR = 1,
+    parameter integer WBITS = 1,
+    parameter integer W_BIPOLAR = 1,   // WBITS = 1: the bit is +1/-1 (else 1/0)
+    parameter integer W_SIGNED = 1,    // WBITS >= 2: two's complement (else unsigned)
     parameter integer SW = 16,
     parameter integer THRESH = 1,
     parameter integer TW = 17,
@@ -63,14 +68,15 @@ module onebit_mvau #(
     end
 
     // synchronous read addressed by the next step: the word is there in its step's cycle and holds in a stall
-    reg [PE*SIMD-1:0] wmem [0:STEPS-1];
+    localparam integer LANES = PE * SIMD;
+    reg [WBITS*LANES-1:0] wmem [0:STEPS-1];
     initial $readmemh({WMEM, ".mem"}, wmem);
-    reg [PE*SIMD-1:0] w;
+    reg [WBITS*LANES-1:0] w;
     wire [AW-1:0] next = rst || (fire && last) ? 0 : fire ? step + 1'b1 : step;
     always @(posedge clk) w <= wmem[next];
 
     wire [SIMD*IW-1:0] x;
-    genvar s, p, i;
+    genvar s, p, i, b, t;
     generate
         if (NF > 1) begin : buffer
             reg [SIMD*IW-1:0] ibuf [0:SF-1];
@@ -92,14 +98,16 @@ module onebit_mvau #(
             end
         end
 
-        // sel[p]: the sum of the elements whose weight bit in lane p is 1; sel[PE]: the sum of all elements
-        wire [SW-1:0] sel [0:PE];
-        for (p = 0; p <= PE; p = p + 1) begin : tree
+        // sel[b*PE + p]: the sum of the elements whose weight in lane p has bit b set; sel[WBITS*PE]: the sum of
+        // all elements (BIPOLAR weights)
+        localparam integer TREES = WBITS * PE;
+        wire [SW-1:0] sel [0:TREES];
+        for (t = 0; t <= TREES; t = t + 1) begin : tree
             wire [SIMD-1:0] m;
-            if (p == PE) begin : all
+            if (t == TREES) begin : all
                 assign m = {SIMD{1'b1}};
             end else begin : lane
-                assign m = w[p*SIMD +: SIMD];
+                assign m = w[t*SIMD +: SIMD];
             end
             wire [SW-1:0] node [1:2*SIMD-1];  // a heap: node i = node 2i + node 2i+1, leaves SIMD..2*SIMD-1
             for (i = 0; i < SIMD; i = i + 1) begin : leaf
@@ -108,12 +116,27 @@ module onebit_mvau #(
             for (i = 1; i < SIMD; i = i + 1) begin : add
                 assign node[i] = node[2*i] + node[2*i + 1];
             end
-            assign sel[p] = node[1];
+            assign sel[t] = node[1];
         end
 
         wire [PE*SW-1:0] sums;
         for (p = 0; p < PE; p = p + 1) begin : pe
-            wire [SW-1:0] dot = W_BIPOLAR != 0 ? {sel[p][SW-2:0], 1'b0} - sel[PE] : sel[p];
+            wire [SW-1:0] dot;
+            if (WBITS == 1) begin : one
+                assign dot = W_BIPOLAR != 0 ? {sel[p][SW-2:0], 1'b0} - sel[TREES] : sel[p];
+            end else begin : planes
+                wire [SW-1:0] part [0:WBITS];  // part[b]: the planes below b, weighted
+                assign part[0] = {SW{1'b0}};
+                for (b = 0; b < WBITS; b = b + 1) begin : weigh
+                    wire [SW-1:0] shifted = sel[b*PE + p] << b;
+                    if (W_SIGNED != 0 && b == WBITS - 1) begin : sign
+                        assign part[b + 1] = part[b] - shifted;
+                    end else begin : mag
+                        assign part[b + 1] = part[b] + shifted;
+                    end
+                end
+                assign dot = part[WBITS];
+            end
             reg  [SW-1:0] acc;
             wire [SW-1:0] sum = (sf == 0 ? {SW{1'b0}} : acc) + dot;
             always @(posedge clk) if (fire) acc <= sum;

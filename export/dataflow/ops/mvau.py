@@ -8,7 +8,7 @@ import numpy as np
 from onebit.export.dataflow.base import HWOp, ceil_div, multithreshold, threshold_bits
 from onebit.export.dataflow.layout import StepLayout, steps
 
-#: integer weights of up to this many bits are bit planes of adder trees in the RTL (``onebit_mvau_kbit``)
+#: integer weights of up to this many bits are bit planes of adder trees in the RTL (``onebit_mvau``)
 KBIT_PLANES = 4
 
 

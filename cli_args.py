@@ -32,6 +32,15 @@ class FiniteFloat(click.FloatRange):
             raise ConfigError(f"{param.name}: expected a finite number, got {value}", param=param.name)
         return super().convert(rv, param, ctx)
 
+    def _describe_range(self) -> str:
+        # click writes an open range as "x<=None"; an unbounded one says nothing
+        if self.min is None and self.max is None:
+            return ""
+        return super()._describe_range()
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "FLOAT"
+
 
 #: what an array of inputs may hold: integers and floats (no booleans, strings, bytes, complex or records)
 NUMERIC_KINDS = {"i": "integers", "u": "unsigned integers", "f": "floats"}

@@ -20,7 +20,8 @@ float Add that starts the output's chain. The integer graph keeps NCHW and stand
 (Conv, MatMul, Add, Pad, MaxPool, ReduceSum, Reshape/Flatten) plus qonnx's MultiThreshold, so qonnx
 executes it. The graph's output is the last integer tensor; the float nodes that turn it into the source
 graph's output (``fl32(scale * I)`` and the final chain, e.g. the logits' 1/T) follow it as a float tail,
-recorded in the metadata ``onebit.integer_output``.
+recorded in the metadata ``onebit.integer_output`` with the scores' range per class and whether the tail keeps
+their order (:mod:`onebit.export.score_order`).
 
 Each op's rule is one small function in ``RULES`` (:mod:`onebit.export.integer_rules`); anything else is refused
 with the node and the reason. The quantizers' thresholds: :mod:`onebit.export.integer_thresholds`; the state of a
@@ -45,6 +46,7 @@ from onebit.export.graphs import clean
 from onebit.export.integer_input import InputSpec, fold_front_layout, record_layout
 from onebit.export.integer_lowering import IntTensor, Lowering
 from onebit.export.integer_rules import RULES
+from onebit.export.score_order import rank_thresholds
 
 QUANT_OPS = {"Quant", "BipolarQuant"}
 META_OUTPUT = "onebit.integer_output"
@@ -71,26 +73,6 @@ def float_tail(low: Lowering, x: IntTensor, src_output: str) -> tuple[list, dict
     if prev != src_output:
         nodes[-1].output[0] = src_output
     return nodes, inits
-
-
-def tail_keeps_order(low: Lowering, x: IntTensor) -> bool:
-    """Whether the float tail maps the integer scores to the logits by one increasing map for every class (a
-    scalar scale, then scalar Mul/Div/Add/Sub, e.g. Brevitas' TensorNorm head): then the scores' order is the
-    logits' and the tail can be left off the accelerator. UnsupportedError where it reverses the order."""
-    if np.asarray(x.scale).size != 1:
-        return False
-    sign = 1.0
-    for n in x.chain:
-        k = [low.const(i) for i in n.input[1:] if i]
-        if n.op_type not in ("Mul", "Div", "Add", "Sub") or len(k) != 1 or k[0] is None or np.asarray(k[0]).size != 1:
-            return False
-        if n.op_type in ("Mul", "Div"):
-            sign *= float(np.sign(np.asarray(k[0]).reshape(-1)[0]))
-        if sign <= 0:
-            raise UnsupportedError(f"node {n.name} ({n.op_type}): the float tail scales the scores by a "
-                                   f"{'negative number' if sign < 0 else 'zero'}, which reverses (or erases) the "
-                                   f"order of the classes; expected a positive scale")
-    return True
 
 
 def to_integer_graph(qonnx_model: ModelWrapper, input_spec: InputSpec | None = None) -> ModelWrapper:
@@ -141,14 +123,16 @@ def to_integer_graph(qonnx_model: ModelWrapper, input_spec: InputSpec | None = N
     model = ModelWrapper(qonnx_make_model(graph, opset_imports=list(src.model.opset_import)))
     for name, dt in low.dtypes.items():
         model.set_tensor_datatype(name, dt)
+    lo, hi = (np.asarray(x.per_channel(v), np.int64).reshape(-1).tolist() for v in (x.lo, x.hi))
     meta = {"tensor": x.name, "dtype": low.dtypes[x.name].name,
             "scale": np.asarray(x.scale, np.float32).reshape(-1).tolist(),
-            "tail_ops": [n.op_type for n in tail_nodes], "tail_keeps_order": tail_keeps_order(low, x)}
-    model.set_metadata_prop(META_OUTPUT, json.dumps(meta))
+            "tail_ops": [n.op_type for n in tail_nodes], "lo": lo, "hi": hi}
     record_layout(model, steps)
     model = model.transform(InferShapes())
     for name, dt in low.dtypes.items():
         model.set_tensor_datatype(name, dt)
+    meta["tail_keeps_order"] = rank_thresholds(model, x.name, lo, hi) is None
+    model.set_metadata_prop(META_OUTPUT, json.dumps(meta))
     return model
 
 

@@ -71,6 +71,12 @@ def score_unit(integer: ModelWrapper, scores: np.ndarray, logits: np.ndarray) ->
     return unit.astype(np.float64)
 
 
+def dataflow_input(integer: ModelWrapper, codes: np.ndarray) -> np.ndarray:
+    """Frames as integer codes in the source graph's input layout -> the dataflow graph's input (NHWC)."""
+    codes = integer_input_codes(integer, codes)
+    return np.ascontiguousarray(codes.transpose(0, 2, 3, 1) if codes.ndim == 4 else codes)
+
+
 def lower_and_check(qonnx: ModelWrapper, codes: np.ndarray, float_input: np.ndarray, passes: Passes,
                     torch_logits: np.ndarray | None = None, top_k: int = 1,
                     input_spec: InputSpec | None = None) -> tuple[ModelWrapper, ModelWrapper, dict]:
@@ -115,18 +121,22 @@ def lower_and_check(qonnx: ModelWrapper, codes: np.ndarray, float_input: np.ndar
     with passes.step("convert to dataflow graph"):
         dataflow = to_dataflow(integer, top_k=top_k)
     with passes.step("execute dataflow graph"):
-        res = execute(dataflow, codes.transpose(0, 2, 3, 1) if codes.ndim == 4 else codes)
+        res = execute(dataflow, codes.transpose(0, 2, 3, 1) if codes.ndim == 4 else codes)  # dataflow_input
     d_scores = res[dfg.scores_name(dataflow)].reshape(len(codes), -1)
     labels = res[dataflow.graph.output[0].name].reshape(len(codes), -1)
     scores_equal = bool(np.array_equal(d_scores, i_scores))
-    expected_top = np.argsort(-i_scores, axis=1, kind="stable")[:, : labels.shape[1]]
-    report["integer_vs_dataflow"] = {"scores_identical": scores_equal,
-                                     "labels_identical": bool(np.array_equal(labels, expected_top))}
+    # the labels are the logits' order (ties to the lower class, as argmax), whatever the float tail
+    expected_top = np.argsort(-i_logits.reshape(len(codes), -1), axis=1, kind="stable")[:, : labels.shape[1]]
+    labels_equal = bool(np.array_equal(labels, expected_top))
+    report["integer_vs_dataflow"] = {"scores_identical": scores_equal, "labels_identical": labels_equal}
     if not scores_equal:
         first = np.argwhere(d_scores != i_scores)[0]
         raise ParityError(f"dataflow graph scores differ from the integer graph's (first at frame {first[0]}, "
                           f"class {first[1]}: {d_scores[tuple(first)]} vs {i_scores[tuple(first)]})")
-    # the labels are the scores' order; where the float tail keeps that order they are the logits' order too
+    if not labels_equal:
+        first = int(np.argwhere((labels != expected_top).any(1))[0][0])
+        raise ParityError(f"dataflow graph labels differ from the integer graph's logits' order (first at frame "
+                          f"{first}: {labels[first].tolist()} vs {expected_top[first].tolist()})")
     report["tail_keeps_order"] = bool(json.loads(integer.get_metadata_prop(META_OUTPUT)).get("tail_keeps_order"))
     report["predictions"] = labels[:, 0].astype(int).tolist()
     return integer, dataflow, report

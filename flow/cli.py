@@ -88,6 +88,11 @@ def _summary_lines(results: dict, cfg: dict, out: Path) -> list[str]:
     from onebit.flow.verify import summary_line
 
     lines = []
+    if "lower" in results:
+        r = results["lower"]
+        acc = r.get("labels_vs_dataset", {}).get("test_accuracy")
+        lines.append(f"{r['arch']}: lowered, checked on {r['frames']} frames ({r['inputs']})" +
+                     (f", dataflow accuracy {100 * acc:.2f} %" if acc is not None else ""))
     if "train" in results:
         t = results["train"]
         lines.append(f"{t['arch']} on {t['dataset']}: test accuracy {100 * t['test_acc']:.2f} % after "
@@ -125,11 +130,20 @@ def _summary_lines(results: dict, cfg: dict, out: Path) -> list[str]:
 @click.option("--device", default=None, help="FPGA for synthesis and place and route (default ecp5-25k).")
 @click.option("--clock-mhz", type=FiniteFloat(), default=None,
               help="Clock for folding, simulation and timing (default 50).")
-@click.option("--until", default=None, help="Stop after this stage: train, pack, export, fold, sim, hw, verify.")
+@click.option("--model", default=None,
+              help="A QONNX file of your own (Brevitas' export_qonnx) instead of training: lower, fold, sim, hw.")
+@click.option("--input-type", default=None,
+              help="With --model: the integer type the float input is made of (e.g. UINT8), as `onebit lower`.")
+@click.option("--input-scale", default=None, help="With --model: float input = scale x code (e.g. 1/255).")
+@click.option("--until", default=None,
+              help="Stop after this stage: train, pack, export (lower with --model), fold, sim, hw, verify.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-step lines, only one line per stage.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary on stdout.")
 def run_cmd(config_file, out, until, quiet, as_json, **flags):
     """The whole flow on one dataset: train, export, fold, simulate, RTL co-simulation, bitstream, report.
+
+    With --model FILE.onnx the network is yours: it is lowered (as `onebit lower`) and checked on the data
+    set's test images where they are its input, else on random codes of its input type.
 
     Stages whose inputs have not changed since the last run in OUT are skipped; an interrupted run continues
     where it stopped (training from its last epoch).
@@ -138,24 +152,26 @@ def run_cmd(config_file, out, until, quiet, as_json, **flags):
     from onebit.errors import ConfigError
     from onebit.flow.config import CONFIG_FILE, merge, to_toml
     from onebit.flow.engine import Context, locked, run_stages
-    from onebit.flow.stages import REPORT, STAGE_NAMES, STAGES
+    from onebit.flow.stages import REPORT, stages_for
     from onebit.flow.verify import require_passed
 
     def log(line):
         click.echo(line, err=True)
 
-    if until is not None and until not in STAGE_NAMES:
-        raise ConfigError(f"--until: unknown stage {until!r}; expected one of {', '.join(STAGE_NAMES)}")
     out = check_output(out, folder=True)
     base, flag_layer, source = config_layers(out, config_file, flags, log)
     with named_as_given(flag_layer, source):
         cfg = merge(base, flag_layer)
+        stages = stages_for(cfg)
+        names = [s.name for s in stages]
+        if until is not None and until not in names:
+            raise ConfigError(f"--until: unknown stage {until!r}; expected one of {', '.join(names)}")
         with locked(out):
             saved, text = out / CONFIG_FILE, to_toml(cfg)
             if not saved.is_file() or saved.read_text() != text:
                 write_bytes(saved, text.encode())
             ctx = Context(cfg, out, log, quiet=quiet or as_json)
-            rows = run_stages(STAGES, ctx, until)
+            rows = run_stages(stages, ctx, until)
     if as_json:
         click.echo(json.dumps({"out": str(out), "config": cfg, "stages": rows, "results": ctx.results}, indent=2))
     else:

@@ -33,6 +33,11 @@ class Model:
     act: str = "srelu"
     abits: int = 4
     temperature: float | None = None
+    # a network of the user's own instead of training one: a QONNX file (Brevitas' export_qonnx), and what its
+    # float input is made of where it does not feed a quantizer directly (as `onebit lower`)
+    onnx: str | None = None
+    input_type: str | None = None  # e.g. UINT8
+    input_scale: str | float | None = None  # e.g. "1/255"
 
 
 @dataclass
@@ -134,7 +139,8 @@ def merge(*layers: dict) -> dict:
 #: the `onebit run` flag of each configuration key that has one
 FLAGS = {"data.dataset": "--data", "model.arch": "--arch", "model.act": "--act", "model.abits": "--abits",
          "train.epochs": "--epochs", "train.seed": "--seed", "verify.frames": "--frames",
-         "fold.target_fps": "--target-fps", "hw.device": "--device", "hw.clock_mhz": "--clock-mhz"}
+         "fold.target_fps": "--target-fps", "hw.device": "--device", "hw.clock_mhz": "--clock-mhz",
+         "model.onnx": "--model", "model.input_type": "--input-type", "model.input_scale": "--input-scale"}
 
 
 def config_keys() -> set[str]:
@@ -159,6 +165,12 @@ def check_values(cfg: dict) -> None:
     from onebit.training.config import parse_arch
 
     m = cfg["model"]
+    if m["onnx"] is not None:
+        _check_user_model(m)
+    elif m["input_type"] is not None or m["input_scale"] is not None:
+        key = "model.input_type" if m["input_type"] is not None else "model.input_scale"
+        raise ConfigError(f"{key}: describes the input of a network of your own; set model.onnx (--model) too (the QONNX "
+                          f"file), or leave it out for a network onebit trains", param=key)
     if not 1 <= m["abits"] <= 8:
         raise ConfigError(f"model.abits: the hardware flow needs quantized activations, 1..8 bits; got {m['abits']}",
                           param="model.abits")
@@ -174,6 +186,16 @@ def check_values(cfg: dict) -> None:
                           param="hw.pnr")
     if cfg["hw"]["synth"]:
         _check_device(cfg["hw"]["device"])
+
+
+def _check_user_model(m: dict) -> None:
+    from onebit.export.integer_input import input_spec
+
+    if not Path(m["onnx"]).is_file():
+        raise ConfigError(f"model.onnx: {m['onnx']}: no such file; expected a QONNX file (Brevitas' export_qonnx)",
+                          param="model.onnx")
+    with renamed({"input_type": "model.input_type", "input_scale": "model.input_scale"}):
+        input_spec(m["input_type"], None if m["input_scale"] is None else str(m["input_scale"]))
 
 
 def _check_device(device: str) -> None:

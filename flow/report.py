@@ -212,7 +212,7 @@ def verification(d: dict) -> str:
 
 def timings(ctx: Context) -> str:
     rows = []
-    for name in stages.STAGE_NAMES[:-1]:
+    for name in [s.name for s in stages.stages_for(ctx.cfg)][:-1]:
         st = read_stamp(stamp_path(ctx, name)) or {}
         rows.append([esc(name), num(st.get("seconds")), esc(st.get("finished", "-"))])
     return table(["stage", "seconds (last run)", "finished"], rows)

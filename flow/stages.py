@@ -15,12 +15,14 @@ Run folder layout (paths below are relative to it)::
 
 from __future__ import annotations
 
+import dataclasses
 import io
+from pathlib import Path
 
 import numpy as np
 
 from onebit.atomic import write_bytes, write_json
-from onebit.errors import ToolError
+from onebit.errors import ToolError, renamed
 from onebit.flow import config
 from onebit.flow.engine import Context, Stage
 
@@ -101,6 +103,56 @@ def export_stage(ctx: Context) -> dict:
     _save_npy(ctx, LABELS, labels)
     keep = ("frames", "pytorch_vs_qonnx", "qonnx_vs_integer", "pytorch_integer_view_vs_integer",
             "integer_vs_dataflow", "labels_vs_dataset", "arch", "dataset")
+    return {k: report[k] for k in keep if k in report}
+
+
+# ----- lower (a network of the user's own) -------------------------------------------------------------------
+#: random frames checked when the data set's images are not the network's input
+RANDOM_FRAMES = 64
+
+
+def _user_frames(ctx: Context, qonnx, scale, levels) -> tuple[np.ndarray, np.ndarray, str]:
+    """Codes in the QONNX input's layout, their labels (-1: none) and where they came from: the data set's
+    test images when they are the network's input (the same C, H, W, or the flattened image), else random codes
+    of the input type."""
+    shape = tuple(qonnx.get_tensor_shape(qonnx.graph.input[0].name)[1:])
+    images, labels = _test_images(ctx)
+    nchw = images.transpose(0, 3, 1, 2)
+    if tuple(nchw.shape[1:]) == shape or (images.shape[-1] == 1 and int(np.prod(shape)) == nchw[0].size):
+        codes = np.clip(nchw.reshape(len(nchw), *shape).astype(np.float32), levels[0], levels[-1])
+        return codes, labels.astype(np.int64), f"test images of {ctx.cfg['data']['dataset']}"
+    n = ctx.cfg["verify"]["frames"] or RANDOM_FRAMES
+    codes = np.random.default_rng(0).integers(int(levels[0]), int(levels[-1]) + 1, size=(n, *shape))
+    why = (f"random codes: the images of {ctx.cfg['data']['dataset']} are {tuple(images.shape[1:])} (HWC), "
+           f"the network's input {shape}")
+    return codes.astype(np.float32), np.full(n, -1, np.int64), why
+
+
+def lower_stage(ctx: Context) -> dict:
+    """The user's QONNX file -> integer and dataflow graphs, every stage checked on the same frames."""
+    from onebit.export import graphs
+    from onebit.export.integer_input import input_spec
+    from onebit.export.pipeline import INTEGER_FILE, dataflow_input, input_codes, lower_file
+
+    m = ctx.cfg["model"]
+    scale_text = None if m["input_scale"] is None else str(m["input_scale"])
+    with renamed({"input_type": "model.input_type", "input_scale": "model.input_scale"}):
+        spec = input_spec(m["input_type"], scale_text)
+    qonnx = graphs.clean(graphs.load_onnx(m["onnx"]), source=m["onnx"])
+    scale, levels = input_codes(qonnx, spec, m["onnx"])
+    codes, labels, source = _user_frames(ctx, qonnx, scale, levels)
+    report = lower_file(m["onnx"], ctx.path("export"), inputs=codes * np.float32(scale), input_type=m["input_type"],
+                        input_scale=scale_text, log=ctx.sublog)
+    integer = graphs.load_onnx(ctx.path("export") / INTEGER_FILE)
+    _save_npy(ctx, FRAMES, dataflow_input(integer, codes).astype(np.float32))
+    _save_npy(ctx, LABELS, labels)
+    report["inputs"] = source
+    report["arch"] = Path(m["onnx"]).name
+    if labels.min() >= 0:
+        report["labels_vs_dataset"] = {"test_accuracy": float((np.asarray(report["predictions"]) == labels).mean())}
+        report["dataset"] = ctx.cfg["data"]["dataset"]
+    write_json(ctx.path(PARITY), report)
+    keep = ("frames", "inputs", "qonnx_vs_integer", "integer_vs_dataflow", "labels_vs_dataset", "arch", "dataset")
     return {k: report[k] for k in keep if k in report}
 
 
@@ -260,3 +312,28 @@ STAGES = [
           writes=(REPORT,), summary=lambda r: f"wrote {REPORT}"),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
+
+
+def _summary_lower(r):
+    acc = r.get("labels_vs_dataset", {}).get("test_accuracy")
+    return (f"QONNX = integer = dataflow graph on {r['frames']} frames ({r['inputs']})" +
+            (f"; dataflow accuracy {_pct(acc)}" if acc is not None else ""))
+
+
+#: the stages for a network of the user's own (``[model] onnx``): no training, packing or export
+USER_MODEL_STAGES = [
+    Stage("lower", lower_stage, config=("data", "verify", "model.onnx", "model.input_type", "model.input_scale"),
+          writes=("export/model.qonnx.onnx", "export/model.integer.onnx", DATAFLOW, PARITY, FRAMES, LABELS),
+          summary=_summary_lower, params={"frames": "verify.frames", "inputs": "model.onnx"}),
+    *[s for s in STAGES if s.name not in ("train", "pack", "export")],
+]
+
+
+def stages_for(cfg: dict) -> list[Stage]:
+    """The stage list of a configuration; a user's network is read by its stage (the file's content is part of
+    that stage's key)."""
+    path = cfg["model"]["onnx"]
+    if path is None:
+        return STAGES
+    lower = dataclasses.replace(USER_MODEL_STAGES[0], reads=(str(Path(path).resolve()),))
+    return [lower, *USER_MODEL_STAGES[1:]]

@@ -33,7 +33,10 @@ def row(stage: str, check: str, ok: bool | None, frames, detail: str, soft: bool
 
 
 # ----- rows from the stages' reports -------------------------------------------------------------------------
-def pack_rows(pack: dict) -> list[dict]:
+def pack_rows(pack: dict | None) -> list[dict]:
+    """None: no packed file (a network of the user's own, lowered from its QONNX file)."""
+    if pack is None:
+        return []
     ok = pack["logits_identical"]
     return [row("pack", "packed 1-bit file = PyTorch checkpoint (logits)", ok, pack["frames"],
                 "identical logits" if ok else "logits differ")]

@@ -26,6 +26,7 @@ from onebit.errors import UnsupportedError
 from onebit.export import graphs
 from onebit.export.dataflow import graph as dfg
 from onebit.export.dataflow.executor import execute
+from onebit.export.integer import META_OUTPUT
 from onebit.export.integer_lowering import Lowering
 from onebit.export.integer_thresholds import quant_params
 from onebit.export.pipeline import (DATAFLOW_FILE, INTEGER_FILE, QONNX_FILE, REPORT_FILE, input_quantizer,
@@ -144,16 +145,43 @@ def with_trunc_avg_pool() -> CNV:
     return net
 
 
+def with_float_head() -> CNV:
+    net = CNV(wbits=1)
+    net.fc2 = nn.Linear(32, 10, bias=False)  # a float weight: no integer MVAU can hold it
+    return net
+
+
+def with_ceil_mode_pool() -> CNV:
+    net = CNV(wbits=1)
+    net.pool = nn.AvgPool2d(2, ceil_mode=True)  # 16x16 -> 8x8: the same here, but not a plain pool in general
+    return net
+
+
+class FloatOpAfterQuant(CNV):
+    """A sigmoid between a quantizer and the next conv: a float activation the integer graph cannot carry."""
+
+    def forward(self, x):
+        x = torch.sigmoid(self.pool(self.act1(self.bn1(self.conv1(self.inp(x))))))
+        x = self.act2(self.bn2(self.conv2(x)))
+        return self.fc2(self.act3(self.bn3(self.fc1(self.flatten(x)))))
+
+
 #: Legitimately unsupported: (net, the node the error must name, what it must say).
 UNSUPPORTED = {
     "residual-two-scales": lambda: Residual(shared=False),
     "per-channel-act-scale": with_per_channel_act_scale,
     "trunc-avg-pool": with_trunc_avg_pool,
+    "float-weight-head": with_float_head,
+    "ceil-mode-pool": with_ceil_mode_pool,
+    "float-op-after-quant": lambda: FloatOpAfterQuant(wbits=1),
 }
 UNSUPPORTED_ERRORS = {
     "residual-two-scales": r"^node \S+ \(Add\): .*same scale",
     "per-channel-act-scale": r"^node \S+ \(Conv\): per-channel input scale",
     "trunc-avg-pool": r"^node \S+ \(Trunc\): op type not supported",
+    "float-weight-head": r"^node \S+ \((MatMul|Gemm)\): weight \S+ is a float constant; expected a quantized weight",
+    "ceil-mode-pool": r"^node \S+ \(AveragePool\): padding or ceil_mode; expected a plain pool",
+    "float-op-after-quant": r"^node \S+ \(Sigmoid\): op type not supported; expected one of ",
 }
 
 
@@ -205,7 +233,8 @@ def test_brevitas_net_lowers_with_identical_outputs(exported, name, tmp_path):
 
     # PyTorch (Brevitas) = integer graph, on the same frames.
     integer = graphs.load_onnx(out / INTEGER_FILE)
-    assert np.abs(graphs.run(integer, codes) - ref).max() <= tol
+    logits = graphs.run(integer, codes)
+    assert np.abs(logits - ref).max() <= tol
     # The dataflow graph alone: only HW layers, and its scores times the recorded scale are PyTorch's outputs
     # up to the float tail (the last layer's bias, if any).
     df = dfg.load_dataflow(out / DATAFLOW_FILE)
@@ -217,7 +246,11 @@ def test_brevitas_net_lowers_with_identical_outputs(exported, name, tmp_path):
     if not json.loads(df.get_metadata_prop(dfg.META_TAIL)) == ["Mul", "Add"]:  # no bias in the tail
         np.testing.assert_allclose(scores * dfg.score_scale(df), ref, rtol=0, atol=tol)
     labels = res[df.graph.output[0].name].reshape(-1)
-    np.testing.assert_array_equal(labels, np.argsort(-scores, axis=1, kind="stable")[:, 0])
+    np.testing.assert_array_equal(labels, np.argmax(logits.reshape(FRAMES, -1), axis=1))
+    # a per-class bias after the last layer changes the scores' order: their ranks (a Thresholding) feed top-k
+    ranked = json.loads(integer.get_metadata_prop(META_OUTPUT))["tail_keeps_order"] is False
+    assert ranked == ("bias" in name)
+    assert [n.op_type for n in df.graph.node][-2] == ("Thresholding" if ranked else "MVAU")
 
 
 def test_structure_of_the_lowered_cnv(exported, tmp_path):
@@ -250,8 +283,9 @@ def test_cli_lower_json(exported, tmp_path, capsys):
 @pytest.mark.parametrize("name", list(UNSUPPORTED))
 def test_unsupported_pattern_is_a_clean_error(exported, name, tmp_path, capsys):
     """Different quantizer scales on the branches of an Add (not an integer add), per-channel activation scales
-    into a conv (integer weights cannot absorb them) and Brevitas' TruncAvgPool2d (a Trunc node): each is an
-    UnsupportedError naming the node, and one ``error:`` line from ``onebit lower``."""
+    into a conv (integer weights cannot absorb them), Brevitas' TruncAvgPool2d (a Trunc node), a float weight,
+    a ceil-mode pool and a float activation: each is an UnsupportedError naming the node, and one ``error:``
+    line from ``onebit lower``."""
     _, path = exported(name)
     with pytest.raises(UnsupportedError, match=UNSUPPORTED_ERRORS[name]) as info:
         lower_file(path, tmp_path / "o", frames=4)

@@ -162,16 +162,17 @@ def test_negative_tensor_norm_scale_is_refused(tmp_path):
     norm = next(m for m in model.modules() if type(m).__name__ == "TensorNorm")
     norm.weight.data.fill_(-0.5)
     path = export(model, shape, tmp_path / "neg.onnx")
-    with pytest.raises(UnsupportedError, match=r"^node \S+ \(Mul\): the float tail scales the scores by a negative"):
+    with pytest.raises(UnsupportedError, match=r"^graph output: the float tail \[\S+ \(Mul\).*\] decreases class 0's logit as its score grows"):
         lower_file(path, tmp_path / "o", frames=2, **UINT8)
 
 
 # ----- the pre-processing users write in front of the first quantizer -----------------------------------------
 class Small(nn.Module):
     """``pre`` -> 8-bit (or binary) input quantizer -> binary conv -> BN -> 2-bit ReLU -> MaxPool -> Flatten ->
-    binary linear (the flatten reorders NCHW features; the stream is NHWC)."""
+    binary linear, with a float bias per class if ``head_bias`` (the flatten reorders NCHW features; the stream
+    is NHWC)."""
 
-    def __init__(self, pre, signed: bool = True, nhwc: bool = False):
+    def __init__(self, pre, signed: bool = True, nhwc: bool = False, head_bias: bool = False):
         super().__init__()
         self.pre, self.nhwc = pre, nhwc
         self.inp = qnn.QuantIdentity(bit_width=8, signed=signed, return_quant_tensor=True)
@@ -179,7 +180,7 @@ class Small(nn.Module):
         self.conv = qnn.QuantConv2d(3, 8, 3, padding=1, bias=True, **w)
         self.bn, self.act = nn.BatchNorm2d(8), qnn.QuantReLU(bit_width=2, return_quant_tensor=True)
         self.pool, self.flatten = nn.MaxPool2d(2), nn.Flatten()
-        self.fc = qnn.QuantLinear(8 * 4 * 4, 10, bias=False, **w)
+        self.fc = qnn.QuantLinear(8 * 4 * 4, 10, bias=head_bias, **w)
 
     def forward(self, x):
         if self.nhwc:
@@ -221,6 +222,65 @@ def test_pre_processing_folds_into_the_first_thresholds(name, tmp_path):
     user = lower_file(path, tmp_path / "u", inputs=codes * parse_input_scale(scale), input_type=dtype,
                       input_scale=scale)
     check_report(user, argmax=False)
+
+
+def test_per_class_bias_head_ranks_the_scores_and_cosimulates(tmp_path, capsys):
+    """A float bias per class after the last layer changes the order of the integer scores: a Thresholding maps
+    each class's score to its rank among the logits, so the labels are the logits' argmax, in the executor, the
+    simulator and the RTL."""
+    torch.manual_seed(3)
+    model = Small(lambda x: x / 255.0, signed=False, head_bias=True)
+    with torch.no_grad():
+        model.bn.running_mean.copy_(torch.randn(8))
+        model.bn.running_var.copy_(torch.rand(8) + 0.5)
+        model.fc.bias.copy_(torch.randn(10) * 4)  # large enough to reorder the scores
+    model.eval()
+    path = export(model, (3, 8, 8), tmp_path / "bias.onnx")
+    codes = np.random.default_rng(4).integers(0, 256, size=(32, 3, 8, 8)).astype(np.float32)
+    report = lower_file(path, tmp_path / "o", inputs=codes, input_type="UINT8", input_scale="1")
+    assert report["integer_vs_dataflow"] == {"scores_identical": True, "labels_identical": True}
+    assert report["tail_keeps_order"] is False
+    with torch.no_grad():
+        logits = model(torch.from_numpy(codes)).numpy()
+    dataflow = dfg.load_dataflow(tmp_path / "o" / DATAFLOW_FILE)
+    assert [n.op_type for n in dataflow.graph.node][-3:] == ["MVAU", "Thresholding", "LabelSelect"]
+    res = execute(dataflow, codes.transpose(0, 2, 3, 1))
+    scores = res[dfg.scores_name(dataflow)].reshape(len(codes), -1)
+    labels = res[dataflow.graph.output[0].name].reshape(-1)
+    np.testing.assert_array_equal(labels, logits.argmax(1))
+    assert not np.array_equal(labels, scores.argmax(1))  # the bias did reorder: top-k on the scores is wrong
+    check_simulator(tmp_path / "o")
+    code, out, err = call(capsys, "build", tmp_path / "o" / DATAFLOW_FILE, "--out", tmp_path / "b", "--frames", 3,
+                          "--no-synth", "--json")
+    assert code == 0, err
+    cosim = json.loads(out)["cosim"]
+    assert cosim["outputs_equal"] and cosim["cycles_equal"] and not cosim["mismatches"]
+
+
+def test_dropout_and_identities_vanish(tmp_path):
+    """Dropout (an identity at inference, as exported in eval mode) and nn.Identity between the layers: the same
+    graph as without them."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            w = {"weight_quant": SignedBinaryWeightPerTensorConst}
+            self.inp = qnn.QuantIdentity(bit_width=8, return_quant_tensor=True)
+            self.fc1 = qnn.QuantLinear(48, 32, bias=False, **w)
+            self.bn, self.act = nn.BatchNorm1d(32), qnn.QuantReLU(bit_width=2, return_quant_tensor=True)
+            self.drop, self.same = nn.Dropout(0.3), nn.Identity()
+            self.fc2 = qnn.QuantLinear(32, 10, bias=False, **w)
+
+        def forward(self, x):
+            x = torch.flatten(self.same(self.inp(x)), 1)
+            return self.fc2(self.drop(self.act(self.same(self.bn(self.fc1(self.drop(x)))))))
+
+    torch.manual_seed(0)
+    model = settle(Net(), (3, 4, 4))
+    report = lower_file(export(model, (3, 4, 4), tmp_path / "drop.onnx"), tmp_path / "o", frames=FRAMES)
+    check_report(report, argmax=False)
+    ops = [n.op_type for n in dfg.load_dataflow(tmp_path / "o" / DATAFLOW_FILE).graph.node]
+    assert ops == ["MVAU", "MVAU", "LabelSelect"]
 
 
 def test_per_channel_op_before_a_reshape_of_the_input_is_refused(tmp_path):

@@ -132,6 +132,10 @@ def test_stage_errors_name_the_config_key(tmp_path):
     (["--target-fps", "0"], ["--target-fps", "positive"]),
     (["--arch", "resnet"], ["--arch", "resnet"]),
     (["--device", "xc7z020"], ["--device", "xc7z020", "ecp5-25k"]),
+    (["--model", "nope.onnx"], ["--model", "nope.onnx", "no such file"]),
+    (["--input-scale", "1/255"], ["--input-scale", "model.onnx"]),
+    (["--model", "c.json", "--input-type", "UINT99"], ["--input-type", "'UINT99'"]),
+    (["--model", "c.json", "--input-type", "UINT8", "--until", "train"], ["--until", "'train'", "lower"]),
 ])
 def test_bad_flags_are_one_error_line(tmp_path, capsys, monkeypatch, args, named):
     monkeypatch.chdir(tmp_path)
@@ -393,3 +397,37 @@ def test_changed_target_reruns_from_fold(flow, tmp_path):
     status = {r["stage"]: r["status"] for r in json.loads(proc.stdout)["stages"]}
     assert status == {"train": "skipped", "pack": "skipped", "export": "skipped", "fold": "ran", "sim": "ran"}
     assert config.load_file(copy / "run.toml")["fold"]["target_fps"] == 400.0
+
+
+# ----- a network of the user's own ------------------------------------------------------------------------
+def test_run_on_a_users_qonnx_file(tmp_path, capsys):
+    """FINN's TFC-W1A1 (random weights) from its QONNX file: lowered, folded, simulated and co-simulated in
+    Verilator, every check passing; the HTML report written; a second run skips every stage."""
+    bnn_pynq = pytest.importorskip("brevitas_examples.bnn_pynq.models")
+    import contextlib
+
+    import torch
+    from brevitas.export import export_qonnx
+
+    torch.manual_seed(0)
+    model, _ = bnn_pynq.model_with_cfg("tfc_1w1a", pretrained=False)
+    with contextlib.redirect_stdout(io.StringIO()):
+        export_qonnx(model.eval(), torch.rand(1, 1, 28, 28), str(tmp_path / "tfc.onnx"))
+    (tmp_path / "c.toml").write_text(f"[model]\nonnx = {json.dumps(str(tmp_path / 'tfc.onnx'))}\n"
+                                     '[verify]\nframes = 40\n[hw]\nsynth = false\npnr = false\nframes = 2\n')
+    args = ("run", "--config", tmp_path / "c.toml", "--input-type", "UINT8", "--input-scale", "1/255",
+            "--out", tmp_path / "r", "--json", "-q")
+    code, out, err = call(capsys, *args)
+    assert code == 0, err
+    result = json.loads(out)
+    assert [r["stage"] for r in result["stages"]] == ["lower", "fold", "sim", "hw", "verify", "report"]
+    lower = result["results"]["lower"]
+    assert lower["integer_vs_dataflow"] == {"scores_identical": True, "labels_identical": True}
+    # the digits' 8x8 images are not its input: random UINT8 codes, as many as [verify] frames asks
+    assert lower["frames"] == 40 and lower["inputs"].startswith("random codes")
+    assert result["results"]["hw"]["outputs_equal"] and result["results"]["hw"]["cycles_equal"]
+    assert result["results"]["verify"]["passed"]
+    assert (tmp_path / "r" / "report.html").is_file()
+    code, out, err = call(capsys, *args)
+    assert code == 0, err
+    assert {r["status"] for r in json.loads(out)["stages"]} == {"skipped"}

@@ -10,7 +10,8 @@ Per integer op:
 - MultiThreshold (standalone) -> Thresholding;  Add -> ElementwiseAdd;  ReduceSum(H, W) -> GlobalAccPool;
 - Pad on channels -> ChannelPad; on height/width -> FMPadding;  MatMul -> MVAU (after a Flatten of an NHWC map
   the weight rows are reordered from C,H,W to H,W,C order);  Flatten/Reshape -> nothing (the stream is the same);
-- the class scores -> LabelSelect (top-k); tensors read by several layers -> DuplicateStreams.
+- the class scores -> LabelSelect (top-k), through their ranks (a Thresholding) where the float tail does not
+  keep their order; tensors read by several layers -> DuplicateStreams.
 
 All layers start unfolded (PE = SIMD = 1); :mod:`onebit.export.dataflow.folding` sets them.
 """
@@ -32,6 +33,7 @@ from onebit.export.dataflow import graph as dfg
 from onebit.export.dataflow.base import FINN_DOMAIN, ONEBIT_DOMAIN
 from onebit.export.dataflow.ops import OPS
 from onebit.export.integer import META_OUTPUT
+from onebit.export.score_order import rank_thresholds
 
 
 @dataclass
@@ -280,12 +282,30 @@ class Converter:
     def finish(self, out_tensor: str) -> ModelWrapper:
         scores = self.streams[out_tensor]
         labels = scores.shape[-1]
-        k = min(self.top_k, labels)
-        top = self.emit("LabelSelect", [scores.name], Labels=labels, PE=1, K=k, inputDataType=scores.dtype.name,
-                        outputDataType="UINT8" if labels <= 256 else "UINT16", numInputVectors=list(scores.shape[:-1]))
-        self.insert_forks()
         meta = json.loads(self.src.get_metadata_prop(META_OUTPUT))
+        order = self.score_ranks(scores, out_tensor, meta)
+        k = min(self.top_k, labels)
+        top = self.emit("LabelSelect", [order.name], Labels=labels, PE=1, K=k, inputDataType=order.dtype.name,
+                        outputDataType="UINT8" if labels <= 256 else "UINT16", numInputVectors=list(order.shape[:-1]))
+        self.insert_forks()
         return self.build(top, scores, meta)
+
+    def score_ranks(self, scores: Stream, out_tensor: str, meta: dict) -> Stream:
+        """The scores themselves where the float tail keeps their order, else their ranks among the logits
+        (:mod:`onebit.export.score_order`), so that top-k gives the logits' labels."""
+        if meta.get("tail_keeps_order", True) or "lo" not in meta:
+            return scores
+        if int(np.prod(scores.shape[:-1])) != 1:
+            raise UnsupportedError(f"graph output: class scores of shape {list(scores.shape)} with a float tail "
+                                   f"that changes their order; expected one score per class")
+        t = rank_thresholds(self.src, out_tensor, meta["lo"], meta["hi"])
+        if t is None:
+            return scores
+        rank_dt = dtype_of(np.asarray([0, t.shape[1]]))
+        return self.emit("Thresholding", [scores.name, self.param("ranks", t, threshold_dtype(t))],
+                         dtype=rank_dt, PE=1, NumChannels=scores.shape[-1], numSteps=int(t.shape[1]),
+                         inputDataType=scores.dtype.name, weightDataType=threshold_dtype(t).name,
+                         outputDataType=rank_dt.name, numInputVectors=list(scores.shape[:-1]), ActVal=0)
 
     def insert_forks(self):
         readers: dict[str, list[tuple[onnx.NodeProto, int]]] = {}

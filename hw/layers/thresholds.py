@@ -37,5 +37,5 @@ def write_threshold_memories(memdir: Path, prefix: str, table: np.ndarray, pe: i
         for k in range(stages):
             idx = (2 * np.arange(1 << k) + 1) * (1 << (stages - k - 1)) - 1
             words = [int(table[f * pe + lane, i]) for f in range(nf) for i in idx]
-            files.append(write_mem(memdir / f"{Path(prefix).name}_p{lane:02d}_s{k}.mem", words, tw))
+            files.append(write_mem(memdir / f"{Path(prefix).name}_p{lane:02d}_s{k:02d}.mem", words, tw))
     return files

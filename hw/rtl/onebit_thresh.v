@@ -1,7 +1,8 @@
 // Multi-threshold unit: per lane, the number of sorted thresholds t_i with x >= t_i, found by a binary search
 // with one pipeline stage (one comparator, one memory) per result bit. The thresholds of channel
 // fold*PE + lane are padded to 2^STAGES - 1 with a value above every x; stage k's memory holds, for each
-// fold, the 2^k thresholds it may compare with ({fold, prefix} addresses), from MEM_p<lane>_s<k>.mem.
+// fold, the 2^k thresholds it may compare with ({fold, prefix} addresses), from MEM_p<lane>_s<k>.mem (lane and
+// stage in two digits each).
 // SHARED = 1: every channel has the same thresholds (e.g. shifted ReLU without BN): one table of 2^k per
 // stage, addressed by the prefix alone, from MEM_p00_s<k>.mem for every lane.
 // y = count + OUT_BIAS (BIPOLAR: the count itself, 0 encoding -1) leaves STAGES cycles after `fire`.
@@ -38,11 +39,12 @@ module onebit_thresh #(
             for (k = 0; k < STAGES; k = k + 1) begin : stage
                 localparam [7:0] L1 = 8'd48 + 8'(SHARED != 0 ? 0 : l / 10);
                 localparam [7:0] L0 = 8'd48 + 8'(SHARED != 0 ? 0 : l % 10);
-                localparam [7:0] K0 = 8'd48 + 8'(k);
+                localparam [7:0] K1 = 8'd48 + 8'(k / 10);
+                localparam [7:0] K0 = 8'd48 + 8'(k % 10);
                 localparam integer DEPTH = (SHARED != 0 ? 1 : NF) * (1 << k);
                 localparam integer AW = DEPTH > 1 ? $clog2(DEPTH) : 1;
                 reg signed [TW-1:0] mem [0:DEPTH-1];
-                initial $readmemh({MEM, "_p", L1, L0, "_s", K0, ".mem"}, mem);
+                initial $readmemh({MEM, "_p", L1, L0, "_s", K1, K0, ".mem"}, mem);
                 reg signed [TW-1:0] thr;
                 wire [FW-1:0] f_in = k == 0 ? fold : fs[k-1];
                 wire [AW-1:0] addr;  // {fold, prefix} (prefix alone when SHARED) < DEPTH

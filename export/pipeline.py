@@ -73,7 +73,11 @@ def score_unit(integer: ModelWrapper, scores: np.ndarray, logits: np.ndarray) ->
 
 def dataflow_input(integer: ModelWrapper, codes: np.ndarray) -> np.ndarray:
     """Frames as integer codes in the source graph's input layout -> the dataflow graph's input (NHWC)."""
-    codes = integer_input_codes(integer, codes)
+    return _stream_layout(integer_input_codes(integer, codes))
+
+
+def _stream_layout(codes: np.ndarray) -> np.ndarray:
+    """The integer graph's input (NCHW, or flat) -> the dataflow graph's stream (NHWC, or flat)."""
     return np.ascontiguousarray(codes.transpose(0, 2, 3, 1) if codes.ndim == 4 else codes)
 
 
@@ -121,7 +125,7 @@ def lower_and_check(qonnx: ModelWrapper, codes: np.ndarray, float_input: np.ndar
     with passes.step("convert to dataflow graph"):
         dataflow = to_dataflow(integer, top_k=top_k)
     with passes.step("execute dataflow graph"):
-        res = execute(dataflow, codes.transpose(0, 2, 3, 1) if codes.ndim == 4 else codes)  # dataflow_input
+        res = execute(dataflow, _stream_layout(codes))
     d_scores = res[dfg.scores_name(dataflow)].reshape(len(codes), -1)
     labels = res[dataflow.graph.output[0].name].reshape(len(codes), -1)
     scores_equal = bool(np.array_equal(d_scores, i_scores))

@@ -169,8 +169,8 @@ def check_values(cfg: dict) -> None:
         _check_user_model(m)
     elif m["input_type"] is not None or m["input_scale"] is not None:
         key = "model.input_type" if m["input_type"] is not None else "model.input_scale"
-        raise ConfigError(f"{key}: describes the input of a network of your own; set model.onnx (--model) too (the QONNX "
-                          f"file), or leave it out for a network onebit trains", param=key)
+        raise ConfigError(f"{key}: describes the input of a network of your own; set model.onnx (--model) too "
+                          f"(the QONNX file), or leave it out for a network onebit trains", param=key)
     if not 1 <= m["abits"] <= 8:
         raise ConfigError(f"model.abits: the hardware flow needs quantized activations, 1..8 bits; got {m['abits']}",
                           param="model.abits")

@@ -55,7 +55,8 @@ class Fold:
 class Hw:
     device: str = "ecp5-25k"
     clock_mhz: float = 50.0
-    frames: int = 4  # test images co-simulated in Verilator (every edge, every cycle)
+    frames: int = 4  # test images co-simulated in Verilator edge by edge (every beat's value and cycle)
+    cosim_seconds: float = 120.0  # then every test image's output, as far as Verilator gets in about this long
     synth: bool = True
     pnr: bool = True  # place and route and the bitstream (needs synth)
 
@@ -181,6 +182,9 @@ def check_values(cfg: dict) -> None:
         _positive(cfg, section, key, integer)
     with renamed(TRAIN_PARAMS):
         TrainConfig(**cfg["train"]).check()
+    if not cfg["hw"]["cosim_seconds"] >= 0:
+        raise ConfigError(f"hw.cosim_seconds: expected a number >= 0 (0: edge by edge only), got "
+                          f"{cfg['hw']['cosim_seconds']}", param="hw.cosim_seconds")
     if cfg["hw"]["pnr"] and not cfg["hw"]["synth"]:
         raise ConfigError("hw.pnr: true needs hw.synth = true (place and route works on the synthesised netlist)",
                           param="hw.pnr")

@@ -186,7 +186,9 @@ def hardware(ctx: Context, d: dict) -> str:
         return '<p class="notrun">The hardware stage has not run.</p>'
     synth, cosim = b.get("synth") or {}, b.get("cosim", {})
     rows = [("device", esc(b.get("device"))), ("target clock", f"{num(b.get('clock_mhz'), 0)} MHz"),
-            ("co-simulated frames (Verilator)", num(cosim.get("frames"))),
+            ("co-simulated frames, every edge (Verilator)", num(cosim.get("frames"))),
+            ("co-simulated frames, outputs (Verilator)",
+             f"{num((b.get('cosim_outputs') or {}).get('frames', 0))} of {num(b.get('frames'))}"),
             ("II (RTL)", f"{num(b.get('ii_cycles'))} cycles"),
             ("latency (RTL)", f"{num(b.get('latency_cycles'))} cycles"),
             ("fmax", f"{num(synth.get('fmax_mhz'))} MHz"),

@@ -215,19 +215,25 @@ def _hw_build():
 
 
 def hw_stage(ctx: Context) -> dict:
-    """RTL, Verilator co-simulation against the executor and the simulator, synthesis, place and route."""
+    """RTL; Verilator co-simulation against the executor and the simulator, edge by edge on the first test
+    frames and at the outputs on as many as the time budget allows; synthesis, place and route."""
     build = _hw_build()
     hw = ctx.cfg["hw"]
-    frames = np.load(ctx.path(FRAMES), allow_pickle=False)[: hw["frames"]]
+    frames = np.load(ctx.path(FRAMES), allow_pickle=False)
+    with np.load(ctx.path(SIM_OUT), allow_pickle=False) as sim:
+        expected = sim["labels"]
     report = build(ctx.path(FOLDED), ctx.path("hw"), device=hw["device"], clock_mhz=hw["clock_mhz"],
-                   frames=len(frames), inputs=frames, synth=hw["synth"], pnr=hw["pnr"], log=ctx.sublog,
+                   inputs=frames, expected=expected, edge_frames=hw["frames"], cosim_seconds=hw["cosim_seconds"],
+                   synth=hw["synth"], pnr=hw["pnr"], log=ctx.sublog,
                    strict=False)  # a co-simulation mismatch goes into the verdict and the report
     cosim, synth = report.get("cosim", {}), report.get("synth") or {}
-    return {"frames": int(len(frames)), "outputs_equal": cosim.get("outputs_equal"),
-            "cycles_equal": cosim.get("cycles_equal"), "ii_cycles": report.get("ii_cycles"),
-            "latency_cycles": report.get("latency_cycles"), "resources": synth.get("resources"),
-            "fmax_mhz": synth.get("fmax_mhz"), "bitstream": synth.get("bitstream"),
-            "frames_per_second": report.get("frames_per_second")}
+    outputs = report.get("cosim_outputs") or {}
+    return {"frames": cosim.get("frames"), "outputs_equal": cosim.get("outputs_equal"),
+            "cycles_equal": cosim.get("cycles_equal"), "output_frames": outputs.get("frames", 0),
+            "output_frames_of": int(len(frames)), "outputs_exact": outputs.get("cycles_equal"),
+            "ii_cycles": report.get("ii_cycles"), "latency_cycles": report.get("latency_cycles"),
+            "resources": synth.get("resources"), "fmax_mhz": synth.get("fmax_mhz"),
+            "bitstream": synth.get("bitstream"), "frames_per_second": report.get("frames_per_second")}
 
 
 # ----- verify and report -------------------------------------------------------------------------------------
@@ -283,7 +289,10 @@ def _summary_verify(r):
 
 def _summary_hw(r):
     parts = [f"co-simulation {'bit-exact' if r['outputs_equal'] else 'DIFFERENT'}, "
-             f"{'cycle-exact' if r['cycles_equal'] else 'cycles DIFFER'}"]
+             f"{'cycle-exact' if r['cycles_equal'] else 'cycles DIFFER'} on every edge ({r['frames']} frames)"]
+    if r.get("output_frames"):
+        parts.append(f"outputs {'exact' if r['outputs_exact'] else 'DIFFERENT'} on "
+                     f"{r['output_frames']:,} of {r['output_frames_of']:,} frames")
     if r.get("fmax_mhz"):
         parts.append(f"fmax {r['fmax_mhz']:.1f} MHz")
     return "; ".join(parts)
@@ -303,8 +312,8 @@ STAGES = [
     Stage("sim", sim_stage, config=("hw.clock_mhz",), reads=(FOLDED, FRAMES),
           writes=(SIM_JSON, SIM_CYCLES, SIM_TIMELINE, SIM_OUT), summary=_summary_sim,
           params={**CLOCK, "frames": "verify.frames"}),
-    Stage("hw", hw_stage, config=("hw",), reads=(FOLDED, FRAMES), writes=(BUILD,), summary=_summary_hw,
-          params={**CLOCK, "device": "hw.device", "frames": "hw.frames"}),
+    Stage("hw", hw_stage, config=("hw",), reads=(FOLDED, FRAMES, SIM_OUT), writes=(BUILD,), summary=_summary_hw,
+          params={**CLOCK, "device": "hw.device", "edge_frames": "hw.frames", "cosim_seconds": "hw.cosim_seconds"}),
     Stage("verify", verify_stage, config=("hw",),
           reads=(PACK_JSON, PARITY, DATAFLOW, FRAMES, SIM_OUT, BUILD), writes=(VERIFY,), summary=_summary_verify),
     Stage("report", report_stage, reads=(config.CONFIG_FILE, "train/metrics.jsonl", "train/curves.png", PACK_JSON,

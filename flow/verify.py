@@ -105,11 +105,25 @@ def cosim_rows(cosim: dict | None, frames=None) -> list[dict]:
                 ("cycle-exact" if cycles else "cycles differ") + (f"; {timing}" if timing else ""))]
 
 
+def output_rows(outputs: dict | None) -> list[dict]:
+    """``outputs``: the build's output check on the remaining frames (None: there were none)."""
+    if not outputs:
+        return []
+    n, of = outputs["frames"], outputs["of"]
+    cover = f"all {of:,} frames" if n == of else (f"{n:,} of {of:,} frames (all would take about "
+                                                  f"{outputs['estimate_s']:,.0f} s; [hw] cosim_seconds)")
+    first = outputs.get("mismatches", [])[:1]
+    exact = outputs.get("outputs_equal") and outputs.get("cycles_equal")
+    return [row("hw", "RTL outputs = reference executor, each frame's end cycle = simulator", exact, n,
+                (f"bit- and cycle-exact on {cover}" if exact else (first[0] if first else "outputs differ")) +
+                f"; Verilator {outputs['verilator_seconds']:.1f} s")]
+
+
 def hw_rows(build: dict | None, hw: dict) -> list[dict]:
     """``build``: the hardware build's report (None: not run); ``hw``: the run's [hw] configuration."""
     if build is None:
         return cosim_rows(None)
-    rows = cosim_rows(build.get("cosim", {}), build.get("frames"))
+    rows = cosim_rows(build.get("cosim", {}), build.get("frames")) + output_rows(build.get("cosim_outputs"))
     if not hw["pnr"]:
         return rows + [row("hw", "place and route, bitstream", None, None, "not requested ([hw] pnr = false)")]
     synth = build.get("synth") or {}

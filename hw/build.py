@@ -13,10 +13,12 @@ from onebit.atomic import check_output, make_folder, write_json
 from onebit.errors import ConfigError, CosimError, GraphError
 from onebit.export.dataflow import graph as dfg
 from onebit.hw import verilator
-from onebit.hw.cosim import cosimulate
+from onebit.hw.cosim import cosimulate, cosimulate_outputs, frame_done_cycles
 from onebit.hw.top import generate
 
 REPORT_FILE = "build.json"
+EDGE_FRAMES = 4  # frames co-simulated edge by edge (every beat's value and cycle on every edge)
+COSIM_SECONDS = 120.0  # the output check covers the inputs that Verilator runs in about this long
 
 
 random_inputs = dfg.random_frames  # the name benchmarks (and older commits' scripts) import
@@ -33,14 +35,23 @@ def _check_inputs(model, inputs) -> np.ndarray:
 
 def build(graph: str | Path, out: str | Path, *, device: str = "ecp5-25k", clock_mhz: float = 50.0,
           frames: int = 2, inputs: np.ndarray | None = None, depths: dict | None = None, synth: bool = True,
-          pnr: bool = True, log: Callable[[str], None] = lambda s: None, strict: bool = True) -> dict:
+          pnr: bool = True, log: Callable[[str], None] = lambda s: None, strict: bool = True,
+          edge_frames: int = EDGE_FRAMES, cosim_seconds: float | None = COSIM_SECONDS,
+          expected: np.ndarray | None = None) -> dict:
     """Generate, lint, co-simulate and (``synth``/``pnr``) implement the graph; writes ``out/build.json``.
 
-    ``inputs``: frames in the graph's input layout (default: ``frames`` random ones). Raises CosimError when the
-    RTL differs from the executor or the simulator (``strict``; the report is written first), FitError when
-    the design does not fit ``device``."""
+    ``inputs``: frames in the graph's input layout (default: ``frames`` random ones). The first ``edge_frames``
+    are co-simulated edge by edge; then the outputs of all of them, or of as many as Verilator runs in about
+    ``cosim_seconds`` (None: all; 0: none), against ``expected`` (the graph's output on ``inputs``; default: the
+    reference executor's) and the simulator's cycles. Raises CosimError when the RTL differs from the executor
+    or the simulator (``strict``; the report is written first), FitError when the design does not fit
+    ``device``."""
     if clock_mhz <= 0:
         raise ConfigError(f"clock_mhz: expected a positive number, got {clock_mhz}", param="clock_mhz")
+    if edge_frames < 1:
+        raise ConfigError(f"edge_frames: expected at least 1, got {edge_frames}", param="edge_frames")
+    if cosim_seconds is not None and not cosim_seconds >= 0:
+        raise ConfigError(f"cosim_seconds: expected a number >= 0, got {cosim_seconds}", param="cosim_seconds")
     out = check_output(out, folder=True, inputs=[graph])
     model = dfg.load_dataflow(graph)
     x = dfg.random_frames(model, frames) if inputs is None else _check_inputs(model, inputs)
@@ -65,13 +76,20 @@ def build(graph: str | Path, out: str | Path, *, device: str = "ecp5-25k", clock
     exe = verilator.build(design, len(x))
     step("compile (Verilator)")
     t0 = time.perf_counter()
-    cos = cosimulate(model, x, out, design=design, exe=exe, strict=False)
+    cos = cosimulate(model, x[:edge_frames], out, design=design, exe=exe, strict=False)
     report["cosim"] = cos.as_dict()
-    step("co-simulate (Verilator)")
-    if cos.mismatches:
+    step(f"co-simulate every edge (Verilator, {len(x[:edge_frames])} frames)")
+    if not cos.mismatches and len(x) > edge_frames:
+        t0 = time.perf_counter()
+        report["cosim_outputs"] = _check_outputs(design, exe, x, expected, edge_frames, cosim_seconds)
+        checked = report["cosim_outputs"]["frames"]
+        if checked:
+            step(f"co-simulate the outputs (Verilator, {checked:,} of {len(x):,} frames)")
+    mismatches = cos.mismatches + report.get("cosim_outputs", {}).get("mismatches", [])
+    if mismatches:
         write_json(out / REPORT_FILE, report)
         if strict:
-            raise CosimError(f"co-simulation of {graph}: {cos.mismatches[0]}")
+            raise CosimError(f"co-simulation of {graph}: {mismatches[0]}")
         return report
     ii = cos.rtl.get("ii") or cos.sim["ii_model"]
     report["ii_cycles"] = int(ii)
@@ -92,6 +110,21 @@ def build(graph: str | Path, out: str | Path, *, device: str = "ecp5-25k", clock
     return report
 
 
+def _check_outputs(design, exe, x, expected, edge_frames: int, budget_s: float | None) -> dict:
+    """The output check on all of ``x``, or on the frames Verilator runs within ``budget_s`` at the speed of
+    a first run on the edge-checked frames without traces."""
+    done, _ = frame_done_cycles(design, len(x))
+    probe = cosimulate_outputs(design, exe, x[:edge_frames], None if expected is None else expected[:edge_frames])
+    speed = max(probe.cycles_per_second, 1.0)
+    estimate = float(done[-1]) / speed
+    n = len(x) if budget_s is None else int(np.searchsorted(done, budget_s * speed, side="right"))
+    info = {"of": int(len(x)), "estimate_s": round(estimate, 1), "budget_s": budget_s}
+    if probe.mismatches or n <= edge_frames:
+        return probe.as_dict() | info
+    want = None if expected is None else np.asarray(expected)[:n]
+    return cosimulate_outputs(design, exe, x[:n], want).as_dict() | info
+
+
 def format_build(report: dict) -> list[str]:
     c = report.get("cosim", {})
     lines = [f"RTL: {report['rtl']['layers']} layers, {len(report['rtl']['fifo_depths'])} FIFOs, lint clean",
@@ -110,6 +143,17 @@ def format_build(report: dict) -> list[str]:
                          f"frames/s, latency {report['latency_us']:.1f} us")
         if s.get("bitstream"):
             lines.append(f"bitstream: synth/{s['bitstream']}")
-    for m in c.get("mismatches", []):
+    o = report.get("cosim_outputs")
+    if o:
+        lines.append(_format_outputs(o))
+    for m in c.get("mismatches", []) + (o or {}).get("mismatches", []):
         lines.append(f"MISMATCH: {m}")
     return lines
+
+
+def _format_outputs(o: dict) -> str:
+    head = f"co-simulation of the outputs ({o['frames']:,} of {o['of']:,} frames"
+    head += ")" if o["frames"] == o["of"] else f"; all would take about {o['estimate_s']:,.0f} s)"
+    return (head + f": {'bit-exact' if o['outputs_equal'] else 'DIFFERENT'}, every frame's end "
+            f"{'in the simulator cycle' if o['cycles_equal'] else 'in a DIFFERENT cycle'}; "
+            f"{o['verilator_seconds']:.1f} s, {o['verilator_cycles_per_second']:,} cycles/s")

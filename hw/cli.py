@@ -21,12 +21,18 @@ from onebit.errors import check_positive, renamed
               help="Random frames for the co-simulation (ignored with --input).")
 @click.option("--input", "inputs", type=click.Path(dir_okay=False), default=None,
               help="Frames for the co-simulation (.npy, N x H x W x C integers of the graph's input type).")
+@click.option("--edge-frames", type=click.IntRange(1), default=4, show_default=True,
+              help="Frames co-simulated edge by edge (every beat's value and cycle on every edge).")
+@click.option("--cosim-seconds", type=FiniteFloat(), default=120.0, show_default=True,
+              help="The remaining frames' outputs are co-simulated (values and each frame's end cycle) as far as "
+                   "Verilator gets in about this long; 0: none.")
 @click.option("--fifo-depths", type=click.Path(dir_okay=False), default=None,
               help="JSON of FIFO depths as for 'onebit sim' (default: the simulator's sizing).")
 @click.option("--no-synth", is_flag=True, help="Stop after the co-simulation.")
 @click.option("--no-pnr", is_flag=True, help="Synthesise only (no place and route, no bitstream).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def build_cmd(graph, device, clock_mhz, out, frames, inputs, fifo_depths, no_synth, no_pnr, as_json):
+def build_cmd(graph, device, clock_mhz, out, frames, inputs, edge_frames, cosim_seconds, fifo_depths, no_synth,
+              no_pnr, as_json):
     """RTL for a dataflow graph, Verilator co-simulation, synthesis, place and route and a bitstream."""
     from onebit.hw.build import build, format_build
     from onebit.hw.synth import check_device
@@ -38,7 +44,8 @@ def build_cmd(graph, device, clock_mhz, out, frames, inputs, fifo_depths, no_syn
     depths = load_fifo_depths(fifo_depths) if fifo_depths else None
     with renamed({"depths": "fifo_depths"}):  # the depths came from --fifo-depths
         report = build(graph, out, device=device, clock_mhz=clock_mhz, frames=frames, inputs=x, depths=depths,
-                       synth=not no_synth, pnr=not no_pnr, log=stderr_log(as_json))
+                       synth=not no_synth, pnr=not no_pnr, log=stderr_log(as_json), edge_frames=edge_frames,
+                       cosim_seconds=cosim_seconds)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:

@@ -153,16 +153,20 @@ def top_verilog(design: Design) -> str:
         lines += [f"    // {layer.ident} ({comment(layer.op.onnx_node.op_type)})",
                   f"    {layer.module} #({params}) {layer.ident} (",
                   "        " + ",\n        ".join(conns) + ");"]
-    lines += ["`ifdef ONEBIT_TAPS", "    integer tap_cycle;", "    always @(posedge clk) tap_cycle <= rst ? 0 : tap_cycle + 1;"]
+    # +tap_until=C stops the trace at cycle C: a long run checks its outputs only (see cosim.cosimulate_outputs)
+    lines += ["`ifdef ONEBIT_TAPS", "    integer tap_cycle, tap_until;",
+              '    initial if (!$value$plusargs("tap_until=%d", tap_until)) tap_until = 32\'h7fffffff;',
+              "    always @(posedge clk) tap_cycle <= rst ? 0 : tap_cycle + 1;",
+              "    wire tap_on = !rst && tap_cycle < tap_until;"]
     for e in net.edges:
         k = e.index
         lines += [f"    integer tap{k};", f'    initial tap{k} = $fopen("taps/e{k}.txt", "w");']
         if e.producer is not None:
-            lines.append(f'    always @(posedge clk) if (!rst && e{k}_wvalid) $fwrite(tap{k}, "w %0d %h\\n", tap_cycle, '
-                         f'e{k}_wdata);')
+            lines.append(f'    always @(posedge clk) if (tap_on && e{k}_wvalid) '
+                         f'$fwrite(tap{k}, "w %0d %h\\n", tap_cycle, e{k}_wdata);')
         if e.consumer is not None:
-            lines.append(f'    always @(posedge clk) if (!rst && e{k}_valid && e{k}_ready) $fwrite(tap{k}, "r %0d\\n", '
-                         f'tap_cycle);')
+            lines.append(f'    always @(posedge clk) if (tap_on && e{k}_valid && e{k}_ready) '
+                         f'$fwrite(tap{k}, "r %0d\\n", tap_cycle);')
     lines += ["`endif", "endmodule", "`default_nettype wire", ""]
     return "\n".join(lines)
 

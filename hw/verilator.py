@@ -126,9 +126,10 @@ def build(design: Design, frames_cap: int, timeout: float = 900, jobs: int | Non
 
 
 def run(design: Design, exe: Path, x_frames: np.ndarray, max_cycles: int, timeout: float = 600,
-        min_cycles: int = 0) -> Trace:
+        min_cycles: int = 0, taps: bool = True) -> Trace:
     """Run the compiled design on frames (N, H, W, C) in the graph's input layout, at least ``min_cycles``
-    cycles and until every output beat is out; reads back the traces."""
+    cycles and until every output beat is out; reads back the traces (``taps=False``: the output beats only,
+    for long runs)."""
     rtl = design.rtl
     e_in = design.in_edge
     layer = design.layers[e_in.consumer]
@@ -141,7 +142,7 @@ def run(design: Design, exe: Path, x_frames: np.ndarray, max_cycles: int, timeou
     nout = n * design.out_edge.beats
     t0 = time.perf_counter()
     tools.run([str(Path(exe).resolve()), f"+nin={len(lines)}", f"+nout={nout}", f"+min_cycles={min_cycles}",
-               f"+max_cycles={max_cycles}"], cwd=rtl,
+               f"+max_cycles={max_cycles}", *([] if taps else ["+tap_until=0"])], cwd=rtl,
               timeout=timeout, what="Verilator simulation")
     seconds = time.perf_counter() - t0
     out_lines = (rtl / "output.txt").read_text().split("\n")
@@ -151,7 +152,7 @@ def run(design: Design, exe: Path, x_frames: np.ndarray, max_cycles: int, timeou
     for e in design.net.edges:
         w, data, r = [], [], []
         path = rtl / "taps" / f"e{e.index}.txt"
-        for ln in path.read_text().split("\n") if path.exists() else []:
+        for ln in path.read_text().split("\n") if taps and path.exists() else []:
             if ln.startswith("w "):
                 _, c, h = ln.split()
                 w.append(int(c))

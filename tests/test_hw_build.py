@@ -48,6 +48,25 @@ def test_build_tiny_net(tiny_folded, tmp_path, capsys):
     assert (tmp_path / "b" / "build.json").exists() and (tmp_path / "b" / "rtl" / "onebit_top.v").exists()
 
 
+def test_outputs_of_every_frame_after_the_edge_checked_ones(tiny_folded, tmp_path):
+    """Past the edge-by-edge frames, each frame's output and end cycle; a time budget of 0 checks none more;
+    a differing output names its frame."""
+    from onebit.export.dataflow.executor import execute
+    from onebit.hw.build import build
+
+    model = load_dataflow(tiny_folded)
+    x = random_inputs(model, 11)
+    r = build(tiny_folded, tmp_path / "a", inputs=x, synth=False)
+    assert r["cosim"]["frames"] == 4 and r["cosim"]["outputs_equal"]
+    o = r["cosim_outputs"]
+    assert o["frames"] == o["of"] == 11 and o["outputs_equal"] and o["cycles_equal"] and not o["mismatches"]
+    assert build(tiny_folded, tmp_path / "b", inputs=x, synth=False, cosim_seconds=0)["cosim_outputs"]["frames"] == 4
+    labels = execute(model, x)[model.graph.output[0].name].copy()
+    labels[9] = labels[9] + 1
+    with pytest.raises(CosimError, match=r"output of frame 9: RTL \[.*\], reference \[.*\] \(1 of 11 frames differ\)"):
+        build(tiny_folded, tmp_path / "c", inputs=x, expected=labels, synth=False)
+
+
 def test_mismatch_names_the_first_differing_layer(tiny_folded, tmp_path):
     model = load_dataflow(tiny_folded)
     design = generate(model, tmp_path)

@@ -223,6 +223,15 @@ def test_hw_verdicts():
     rows = hw_rows(bad, HW_CFG)
     assert rows[0]["verdict"] == FAIL and "MVAU_0" in rows[0]["detail"]
     assert [r["verdict"] for r in hw_rows(None, HW_CFG)] == [SKIP]
+    # the output check on the frames past the edge-by-edge ones: its own row, naming how many it covered
+    part = {"frames": 300, "of": 10000, "estimate_s": 410.0, "outputs_equal": True, "cycles_equal": True,
+            "verilator_seconds": 11.8, "mismatches": []}
+    rows = hw_rows({**good, "cosim_outputs": part}, HW_CFG)
+    assert [r["verdict"] for r in rows] == [PASS] * 5
+    assert rows[2]["frames"] == 300 and "300 of 10,000 frames (all would take about 410 s" in rows[2]["detail"]
+    wrong = {**part, "frames": 10000, "outputs_equal": False, "mismatches": ["output of frame 7: RTL [3], reference [4]"]}
+    rows = hw_rows({**good, "cosim_outputs": wrong}, HW_CFG)
+    assert rows[2]["verdict"] == FAIL and rows[2]["detail"].startswith("output of frame 7")
 
 
 PARITY = {"frames": 8, "pytorch_vs_qonnx": {"max_abs_diff": 2e-7, "argmax_agreement": 1.0, "tolerance": 1e-4},
@@ -314,7 +323,8 @@ def test_run_runs_every_stage(flow):
     for i, name in enumerate(STAGE_NAMES, 1):
         assert f"[{i}/8] {name}: done" in proc.stderr, proc.stderr[-3000:]
     saved = config.load_file(folder / "run.toml")
-    assert saved["train"]["epochs"] == 3 and saved["verify"]["frames"] == 24 and saved["hw"]["frames"] == 2 and not saved["hw"]["pnr"]
+    assert saved["train"]["epochs"] == 3 and saved["verify"]["frames"] == 24
+    assert saved["hw"]["frames"] == 2 and not saved["hw"]["pnr"]
     verdict = json.loads((folder / "verify.json").read_text())
     assert verdict["passed"], verdict
     stages = {c["stage"] for c in verdict["checks"] if c["verdict"] == PASS}
@@ -322,6 +332,11 @@ def test_run_runs_every_stage(flow):
     assert [c["check"] for c in verdict["checks"] if c["verdict"] == SKIP] == ["place and route, bitstream"]
     build = json.loads((folder / "hw" / "build.json").read_text())
     assert build["cosim"]["frames"] == 2 and build["cosim"]["outputs_equal"] and build["cosim"]["cycles_equal"]
+    # the outputs of every checked test image (24 run in well under [hw] cosim_seconds), exact to the cycle
+    outputs = build["cosim_outputs"]
+    assert outputs["frames"] == outputs["of"] == 24 and outputs["outputs_equal"] and outputs["cycles_equal"]
+    row = next(c for c in verdict["checks"] if c["check"].startswith("RTL outputs"))
+    assert row["frames"] == 24 and "all 24 frames" in row["detail"]
     resources = build["synth"]["resources"]
     assert resources["luts"] > 1000 and resources["dsp"] == 0 and build["synth"]["bitstream"] is None
     assert "report: " in proc.stdout and "verification: every check passes" in proc.stdout
@@ -425,7 +440,9 @@ def test_run_on_a_users_qonnx_file(tmp_path, capsys):
     assert lower["integer_vs_dataflow"] == {"scores_identical": True, "labels_identical": True}
     # the digits' 8x8 images are not its input: random UINT8 codes, as many as [verify] frames asks
     assert lower["frames"] == 40 and lower["inputs"].startswith("random codes")
-    assert result["results"]["hw"]["outputs_equal"] and result["results"]["hw"]["cycles_equal"]
+    hw = result["results"]["hw"]
+    assert hw["outputs_equal"] and hw["cycles_equal"] and hw["frames"] == 2
+    assert hw["output_frames"] == hw["output_frames_of"] == 40 and hw["outputs_exact"]
     assert result["results"]["verify"]["passed"]
     assert (tmp_path / "r" / "report.html").is_file()
     code, out, err = call(capsys, *args)

@@ -133,6 +133,7 @@ def run_one(name: str, args, ds, out: Path, machine: dict) -> dict:
                     "num_classes": ds.num_classes},
         "train_config": dataclasses.asdict(cfg),
         "arch": arch.to_dict(),
+        "logit_temperature": arch.logit_temperature,
         "sgdr_periods": cfg.periods(),
         "augment": augment_settings(cfg, ds),
         "epochs": len(metrics),
@@ -193,8 +194,48 @@ def plot(results: list[dict], path: Path, title: str) -> None:
     path.write_bytes(buf.getvalue())
 
 
+def with_finished_runs(results: list[dict], out: Path, seed: int) -> list[dict]:
+    """This invocation's results and every other config's finished run in ``out`` (same seed, same
+    schedule), in the order of CONFIGS: the summary covers each run committed so far."""
+    done = {r["config"]: r for r in results}
+    ref = results[0]
+    for name in CONFIGS:
+        path = out / f"{name}-seed{seed}.json"
+        if name in done or not path.is_file():
+            continue
+        r = json.loads(path.read_text())
+        if r.get("sgdr_periods") == ref["sgdr_periods"] and r.get("arch", {}).get("depth") == ref["arch"]["depth"] \
+                and r.get("arch", {}).get("width") == ref["arch"]["width"]:
+            done[name] = r
+    return [done[name] for name in CONFIGS if name in done]
+
+
+def machine_lines(results: list[dict], machine: dict) -> list[str]:
+    def describe(m: dict) -> str:
+        return (f"{m['device_name']} ({m['cpu_count']} CPUs), torch {m['torch']}, brevitas {m['brevitas']}, "
+                f"onebit {m['onebit']}, {m['date']}")
+
+    machines = {r["config"]: r.get("machine", machine) for r in results}
+    if len({m["device_name"] for m in machines.values()}) == 1:
+        return [f"- machine: {describe(machine)}"]
+    return ["- machines (each run's JSON records its own):", *[f"  - {n}: {describe(m)}" for n, m in machines.items()]]
+
+
+def command_lines(results: list[dict], command: str) -> list[str]:
+    commands = {r["config"]: r.get("command", command) for r in results}
+    if set(commands.values()) == {command}:
+        return [f"- command: `{command}`"]
+    return ["- commands:", *[f"  - {name}: `{c}`" for name, c in commands.items()]]
+
+
+def logit_temperature(r: dict) -> float:
+    from onebit.training.config import ArchConfig
+
+    return ArchConfig(**r["arch"]).logit_temperature
+
+
 def table_rows(results: list[dict], published: dict | None) -> tuple[list[str], list[list]]:
-    headers = ["config", "weights", "activation", "act bits", "test acc %", "best %", "epochs", "train s",
+    headers = ["config", "weights", "activation", "act bits", "T", "test acc %", "best %", "epochs", "train s",
                "images/s", "params"]
     if published:
         headers.append("published %")
@@ -202,7 +243,8 @@ def table_rows(results: list[dict], published: dict | None) -> tuple[list[str], 
     for r in results:
         s = r["settings"]
         row = [r["config"], "fp32" if s["fp"] else "1-bit", s["act"], str(s["abits"]) if s["abits"] else "float",
-               f"{100 * r['final_test_acc']:.2f}", f"{100 * r['best_test_acc']:.2f} (ep {r['best_epoch']})",
+               f"{logit_temperature(r):g}", f"{100 * r['final_test_acc']:.2f}",
+               f"{100 * r['best_test_acc']:.2f} (ep {r['best_epoch']})",
                str(r["epochs"]), f"{r['train_time_s']:.1f}", f"{r['train_images_per_s']:.0f}", f"{r['params']:,}"]
         if published:
             row.append(f"{published[r['config']]:.2f}" if r["config"] in published else "-")
@@ -259,6 +301,7 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     results = [run_one(name, args, ds, out, machine) for name in names]
     wall = time.perf_counter() - t0
+    results = with_finished_runs(results, out, args.seed)
 
     published = PUBLISHED.get(slug) if args.arch == "wrn-20-10" else None
     headers, rows = table_rows(results, published)
@@ -271,7 +314,7 @@ def main(argv=None) -> dict:
         "command": command_line(),
         "data": args.data,
         "arch": args.arch,
-        "configs": names,
+        "configs": [r["config"] for r in results],
         "seed": args.seed,
         "machine": machine,
         "wall_time_s": wall,
@@ -285,9 +328,8 @@ def main(argv=None) -> dict:
           f"- recipe: SGD lr 0.1 momentum 0.9 wd 5e-4, batch {args.batch_size}, SGDR periods {r0['sgdr_periods']} "
           f"({r0['epochs']} epochs), flips {'on' if r0['augment']['hflip'] else 'off'}, shifts up to "
           f"{r0['augment']['shift']} px, cutout {r0['augment']['cutout']}x{r0['augment']['cutout']}, seed {args.seed}",
-          f"- machine: {machine['device_name']} ({machine['cpu_count']} CPUs), torch {machine['torch']}, "
-          f"brevitas {machine['brevitas']}, onebit {machine['onebit']}, {machine['date']}",
-          f"- command: `{summary['command']}`",
+          *machine_lines(results, machine),
+          *command_lines(results, summary["command"]),
           "- test accuracy is after the last epoch; 'best' is the best epoch's (for reference only: picking it uses "
           "the test set)", "",
           format_table(headers, rows, markdown=True), "", "![test and train error per epoch](summary.png)", ""]

@@ -23,9 +23,9 @@ from onebit.training.data import load_dataset
 from onebit.training.schedule import SGDR, parse_periods, sgdr_periods
 from onebit.training.trainer import CHECKPOINT_FORMAT, TrainConfig, Trainer, evaluate
 
-METRIC_KEYS = {"epoch", "lr", "train_loss", "train_err", "epoch_time_s", "train_images_per_s", "test_loss",
-               "test_err", "test_acc"}
-TIMING_KEYS = {"epoch_time_s", "train_images_per_s"}
+METRIC_KEYS = {"epoch", "lr", "train_loss", "train_err", "epoch_time_s", "train_images_per_s", "data_time_s",
+               "data_share", "test_loss", "test_err", "test_acc"}
+TIMING_KEYS = {"epoch_time_s", "train_images_per_s", "data_time_s", "data_share"}
 DIGITS_TRAIN = 1437
 
 
@@ -107,6 +107,7 @@ def test_metrics_and_curves(trained_run):
         assert m["epoch"] == i + 1
         assert m["test_acc"] == pytest.approx(1 - m["test_err"], abs=1e-12)
         assert 0 <= m["train_err"] <= 1 and m["train_loss"] > 0 and m["test_loss"] > 0
+        assert 0 < m["data_time_s"] < m["epoch_time_s"] and m["data_share"] == m["data_time_s"] / m["epoch_time_s"]
         assert m["lr"] == pytest.approx(schedule.lr_at(i + (steps - 1) / steps), rel=1e-12)  # per-batch schedule
     assert metrics[-1]["test_acc"] == summary["test_acc"]
     state = ckpt.load_checkpoint(run / ckpt.CHECKPOINT)

@@ -295,7 +295,7 @@ class Trainer:
         perm = torch.randperm(n, generator=self.data_gen)
         loss_sum = torch.zeros((), device=self.device)
         wrong = torch.zeros((), device=self.device, dtype=torch.long)
-        seen = 0
+        seen, data_s = 0, 0.0
         t0 = time.perf_counter()
         for step in range(steps):
             lr = self.schedule.lr_at(self.epoch + step / steps)
@@ -303,7 +303,9 @@ class Trainer:
                 group["lr"] = lr
             idx = perm[step * self.cfg.batch_size:(step + 1) * self.cfg.batch_size]
             idx = idx[self.dist.rank::self.dist.world]
+            t_data = time.perf_counter()
             x, y = self._batch(idx)
+            data_s += time.perf_counter() - t_data  # on a GPU, the time to queue the batch's work
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 logits = self.train_model(x)
                 loss = F.cross_entropy(logits.float(), y)
@@ -315,7 +317,8 @@ class Trainer:
             seen += len(y)
         elapsed = time.perf_counter() - t0
         return {"lr": lr, "train_loss": loss_sum.item() / seen, "train_err": wrong.item() / seen,
-                "epoch_time_s": elapsed, "train_images_per_s": seen * self.dist.world / elapsed}
+                "epoch_time_s": elapsed, "train_images_per_s": seen * self.dist.world / elapsed,
+                "data_time_s": data_s, "data_share": data_s / elapsed if elapsed > 0 else 0.0}
 
     def run(self) -> dict:
         from tqdm import tqdm

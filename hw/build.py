@@ -113,8 +113,10 @@ def build(graph: str | Path, out: str | Path, *, device: str = "ecp5-25k", clock
 def _check_outputs(design, exe, x, expected, edge_frames: int, budget_s: float | None) -> dict:
     """The output check on all of ``x``, or on the frames Verilator runs within ``budget_s`` at the speed of
     a first run on the edge-checked frames without traces."""
-    done, _ = frame_done_cycles(design, len(x))
-    probe = cosimulate_outputs(design, exe, x[:edge_frames], None if expected is None else expected[:edge_frames])
+    schedule = frame_done_cycles(design, len(x))  # one simulator run for both Verilator runs
+    done = schedule[0]
+    probe = cosimulate_outputs(design, exe, x[:edge_frames], None if expected is None else expected[:edge_frames],
+                               done=schedule)
     speed = max(probe.cycles_per_second, 1.0)
     estimate = float(done[-1]) / speed
     n = len(x) if budget_s is None else int(np.searchsorted(done, budget_s * speed, side="right"))
@@ -122,7 +124,7 @@ def _check_outputs(design, exe, x, expected, edge_frames: int, budget_s: float |
     if probe.mismatches or n <= edge_frames:
         return probe.as_dict() | info
     want = None if expected is None else np.asarray(expected)[:n]
-    return cosimulate_outputs(design, exe, x[:n], want).as_dict() | info
+    return cosimulate_outputs(design, exe, x[:n], want, done=schedule).as_dict() | info
 
 
 def format_build(report: dict) -> list[str]:

@@ -168,15 +168,17 @@ def frame_done_cycles(design: Design, frames: int) -> tuple[np.ndarray, bool]:
 
 
 def cosimulate_outputs(design: Design, exe: Path, x: np.ndarray, expected: np.ndarray | None = None,
-                       timeout: float = 3600) -> OutputCheck:
+                       timeout: float = 3600, done: tuple[np.ndarray, bool] | None = None) -> OutputCheck:
     """Run the compiled design (built for at least ``len(x)`` frames) on every frame of ``x`` without edge
-    traces; ``expected``: the graph's output on ``x`` (default: the reference executor's)."""
+    traces; ``expected``: the graph's output on ``x`` (default: the reference executor's); ``done``:
+    :func:`frame_done_cycles` of at least ``len(x)`` frames, if the caller has it."""
     model = design.model
     x = dfg.check_frames(model, np.asarray(x))
     n = len(x)
     out_name = design.out_edge.tensors[0]
     want = execute(model, x)[out_name] if expected is None else np.asarray(expected)
-    done, exact = frame_done_cycles(design, n)
+    done, exact = done if done is not None else frame_done_cycles(design, n)
+    done = done[:n]
     trace = verilator.run(design, exe, x, max_cycles=int(done[-1] * 1.5 + 1000), timeout=timeout,
                           min_cycles=int(done[-1]), taps=False)
     mismatches: list[str] = []

@@ -98,7 +98,7 @@ def build(graph: str | Path, out: str | Path, *, device: str = "ecp5-25k", clock
         from onebit.hw.synth import synthesize
 
         t0 = time.perf_counter()
-        s = synthesize(design, device=device, clock_mhz=clock_mhz, out_dir=out / "synth", pnr=pnr)
+        s = synthesize(design, device=device, clock_mhz=clock_mhz, out_dir=out / "synth", pnr=pnr, log=log)
         report["synth"] = s
         step("synthesis" + (", place and route, bitstream" if pnr else ""))
         fmax = s.get("fmax_mhz")

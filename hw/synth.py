@@ -29,10 +29,12 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 from onebit.atomic import make_folder, write_json
 from onebit.errors import ConfigError, FitError, ToolError
 from onebit.hw import tools
+from onebit.hw.progress import ToolProgress
 from onebit.hw.top import TOP, Design
 
 WRAPPER = "onebit_synth_top"
@@ -180,14 +182,15 @@ def _fits(res: dict, dev: Device, synth_dev: Device | None = None) -> bool:
 def synthesize(design_or_rtl: Design | str | os.PathLike, files: list[str] | None = None,
                device: str | Device = "ecp5-25k", clock_mhz: float = 100.0,
                out_dir: str | os.PathLike | None = None, timeout: float = 1800, stop_after: str = "bitstream",
-               seed: int = 1, pnr: bool = True) -> dict:
+               seed: int = 1, pnr: bool = True, log: Callable[[str], None] | None = None) -> dict:
     """Synthesise a generated design, then place and route it (unless ``stop_after="synth"``) and pack the
     bitstream (unless ``stop_after`` is "synth" or "pnr"); ``pnr=False`` is ``stop_after="synth"``.
 
     ``design_or_rtl``: a :class:`Design` or its ``rtl`` folder; ``files``: its Verilog files relative to that
     folder (default: the Design's, else ``design.json``'s). ``out_dir`` (default: ``synth/`` beside ``rtl/``)
     gets the wrapper, the Yosys script, netlist, logs per tool, nextpnr's report, the bitstream and
-    ``synth_report.json``; ``timeout`` is per tool run. Raises FitError before P&R if Yosys's counts exceed
+    ``synth_report.json``; ``timeout`` is per tool run; ``log`` (if given) hears each tool's phase and elapsed
+    time as it runs (``onebit.hw.progress``). Raises FitError before P&R if Yosys's counts exceed
     the device, ToolError if a tool is missing or fails. Returns the report (also written to out_dir).
     """
     if stop_after not in STAGES:
@@ -232,13 +235,20 @@ def synthesize(design_or_rtl: Design | str | os.PathLike, files: list[str] | Non
     (out / "synth.ys").write_text("\n".join(script) + "\n")
     seconds, logs = {}, {}
 
-    def step(what: str, cmd: list[str], log: str) -> None:
+    def step(what: str, cmd: list[str], logfile: str, size: int) -> None:
         t0 = time.monotonic()
-        tools.run(cmd, cwd=rtl, timeout=timeout, log=out / log, what=what)
+        if log is None:
+            tools.run(cmd, cwd=rtl, timeout=timeout, log=out / logfile, what=what)
+        else:
+            watch = ToolProgress(what.split("-")[0], dev.name, size, log)
+            tools.run_watched(cmd, cwd=rtl, timeout=timeout, log=out / logfile, what=what, on_line=watch.line,
+                              on_tick=watch.tick)
+            watch.done()
         seconds[what] = round(time.monotonic() - t0, 3)
-        logs[what] = log
+        logs[what] = logfile
 
-    step("yosys", [*yosys, "-s", rel("synth.ys")], "yosys.log")
+    rtl_bytes = sum(f.stat().st_size for f in rtl.rglob("*") if f.is_file() and f.suffix in (".v", ".mem"))
+    step("yosys", [*yosys, "-s", rel("synth.ys")], "yosys.log", rtl_bytes)
     stat = json.loads((out / "stat.json").read_text())
     rtl_cells = json.loads((out / "rtl_stat.json").read_text())["design"]["num_cells_by_type"]
     cells = {k: v for k, v in stat["design"]["num_cells_by_type"].items() if not k.startswith("$scopeinfo")}
@@ -260,7 +270,8 @@ def synthesize(design_or_rtl: Design | str | os.PathLike, files: list[str] | Non
         step(f"nextpnr-{dev.family}", [*nextpnr, *dev.nextpnr_args, "--json", rel("netlist.json"),
                                        "--freq", f"{clock_mhz:g}", "--timing-allow-fail", "--seed", str(seed),
                                        f"--{'lpf' if dev.family == 'ecp5' else 'pcf'}-allow-unconstrained",
-                                       "--report", rel("nextpnr_report.json"), *textcfg], "nextpnr.log")
+                                       "--report", rel("nextpnr_report.json"), *textcfg], "nextpnr.log",
+             sum(cells.values()))
         pnr = json.loads((out / "nextpnr_report.json").read_text())
         report["utilisation"] = {k: v for k, v in pnr.get("utilization", {}).items() if v.get("used")}
         fmax = [c["achieved"] for c in pnr.get("fmax", {}).values()]
@@ -269,7 +280,7 @@ def synthesize(design_or_rtl: Design | str | os.PathLike, files: list[str] | Non
     if packer is not None:
         args = [rel("onebit.config"), rel(dev.bitstream)] if dev.family == "ecp5" else \
             [rel("onebit.asc"), rel(dev.bitstream)]
-        step(dev.packer, [*packer, *args], f"{dev.packer}.log")
+        step(dev.packer, [*packer, *args], f"{dev.packer}.log", sum(cells.values()))
         report["bitstream"] = dev.bitstream
     write_json(out / REPORT, report)
     return report

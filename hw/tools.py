@@ -7,10 +7,14 @@ Every tool runs as a subprocess with an argument list (no shell) and a time limi
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Callable
 
 from onebit.errors import ToolError
 
@@ -75,6 +79,47 @@ def run(cmd: list[str], *, cwd: Path, timeout: float, log: Path | None = None, e
         where = f" (log: {log.name})" if log is not None else ""
         raise ToolError(f"{name} failed with exit status {p.returncode}{where}{_tail(p.stdout)}")
     return p.stdout
+
+
+def run_watched(cmd: list[str], *, cwd: Path, timeout: float, log: Path | None = None, env: dict | None = None,
+                what: str | None = None, on_line: Callable[[str], None] = lambda line: None,
+                on_tick: Callable[[], None] = lambda: None, tick_s: float = 1.0) -> str:
+    """:func:`run` for long tools: each output line goes to ``on_line`` as it comes, and ``on_tick`` is called
+    after each line and at least every ``tick_s`` seconds while the tool runs (silent phases included)."""
+    name = what or Path(cmd[0]).name
+    try:
+        p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             errors="replace", bufsize=1)
+    except FileNotFoundError:
+        raise ToolError(f"{name}: cannot run {cmd[0]}") from None
+    lines: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(ln) for ln in p.stdout] and None, daemon=True)
+    reader.start()
+    out, deadline = [], time.monotonic() + timeout
+    while reader.is_alive() or not lines.empty():
+        try:
+            line = lines.get(timeout=tick_s)
+        except queue.Empty:
+            pass
+        else:
+            out.append(line)
+            on_line(line.rstrip("\n"))
+        on_tick()
+        if time.monotonic() > deadline:
+            p.kill()
+            p.wait()
+            text = "".join(out)
+            if log is not None:
+                log.write_text(text)
+            raise ToolError(f"{name} ran past its {timeout:.0f} s limit{_tail(text)}")
+    code = p.wait()
+    text = "".join(out)
+    if log is not None:
+        log.write_text(text)
+    if code != 0:
+        where = f" (log: {log.name})" if log is not None else ""
+        raise ToolError(f"{name} failed with exit status {code}{where}{_tail(text)}")
+    return text
 
 
 def _tail(out: str) -> str:

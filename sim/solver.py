@@ -9,7 +9,8 @@ slowest layer's period).
 of the recurrences with credits. Starting from the unbounded schedule (a lower bound), a few backward and
 forward Gauss-Seidel sweeps recompute the layers whose neighbours changed; if that has not converged, policy
 iteration (:mod:`onebit.sim.policy`) takes over: every event re-picks its binding constraint until nothing
-changes (a bounded number of iterations). Both give the same least fixed point.
+changes (a bounded number of iterations, after which sweeps finish the job). All give the same least fixed
+point.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from onebit.sim.schedule import Schedule
 
 #: Gauss-Seidel sweeps of the finite-FIFO fixed point before switching to policy iteration
 GS_SWEEPS = 4
-#: policy iterations before giving up (each evaluates every event's binding path at once)
+#: policy iterations before the solver falls back to sweeps (each evaluates every event's binding path at once)
 MAX_ITERATIONS = 2000
+#: Gauss-Seidel sweeps after policy iteration ran out, before the schedule is returned as a lower bound
+FALLBACK_SWEEPS = 200_000
 
 
 def solve(net: Network, n: int, bounded: bool | None = None, max_iterations: int = MAX_ITERATIONS,
@@ -33,8 +36,8 @@ def solve(net: Network, n: int, bounded: bool | None = None, max_iterations: int
 
     Raises :class:`~onebit.sim.deadlock.DeadlockError` when a dependency cycle is found (``check_deadlock``;
     else the schedule is returned with ``converged=False``). After ``max_iterations`` policy iterations
-    without reaching the fixed point the schedule is returned with ``converged=False``: its times are lower
-    bounds.
+    without reaching the fixed point, Gauss-Seidel sweeps go on (up to ``FALLBACK_SWEEPS``); if even they do not
+    reach it the schedule is returned with ``converged=False``: its times are lower bounds.
     """
     bounded = net.finite if bounded is None else bounded
     s = Schedule(net, n, False)
@@ -73,6 +76,8 @@ def solve(net: Network, n: int, bounded: bool | None = None, max_iterations: int
         for i in changed:
             dirty |= _neighbours(net, i)
         dirty = _sweeps(s, 2, dirty)  # cheap local propagation between policy steps
+    if dirty:  # policy iteration creeps (long chains of full FIFOs behind deep pipelines): sweep to the end
+        dirty = _sweeps(s, FALLBACK_SWEEPS, dirty)
     s.converged = not dirty
     return s
 

@@ -181,3 +181,37 @@ def test_two_bit_net_builds(tmp_path, capsys):
     assert c["outputs_equal"] and c["cycles_equal"] and not c["mismatches"]
     top = (tmp_path / "b" / "rtl" / "onebit_top.v").read_text()
     assert top.count("onebit_mvau #(") == 3 and "WBITS(2)" in top
+
+
+@pytest.mark.parametrize("simd,in_dt,wdt,steps", [
+    (64, "BIPOLAR", "BIPOLAR", 1),   # XNOR and popcount, six levels: six pipeline stages
+    (27, "BIPOLAR", "BIPOLAR", 0),   # padded to 32 leaves, raw popcount sums
+    (32, "BIPOLAR", "BINARY", 3),    # bipolar inputs, 0/1 weights: signed +-1 leaves
+    (128, "UINT4", "BIPOLAR", 15),   # 1-bit weights x 4-bit codes, seven levels
+    (9, "INT8", "INT3", 0),          # bit planes after a four-level tree
+])
+def test_wide_pipelined_trees(tmp_path, simd, in_dt, wdt, steps):
+    """Wide SIMD: the balanced, pipelined adder trees (and XNOR-popcount) stay bit- and cycle-exact, and the
+    op's pipeline depth counts their stages."""
+    rng = np.random.default_rng(simd)
+    mw, mh, pe = 2 * simd, 4, 2
+    node, inits, out_dt = mvau_layer("MVAU_0", "x", "y", mw, mh, pe, simd, [1, 2, 3], in_dt, rng, wdt, steps)
+    m = dataflow_graph([node], ("x", (1, 2, 3, mw), in_dt), ("y", (1, 2, 3, mh), out_dt), inits)
+    op = MVAU(m.graph.node[0])
+    levels = (simd - 1).bit_length()
+    assert op.tree_stages() == -(-levels // 2) + 3
+    assert op.pipeline_depth(m) == op.tree_stages() + (max(1, steps.bit_length()) if steps else 0)
+    assert_cosim(m, tmp_path, frames=3)
+
+
+def test_tree_stages_are_checked_by_the_rtl(tmp_path):
+    """A TREE_STAGES that differs from the tree the RTL builds fails the lint every build runs first (the
+    simulator would be off by the difference)."""
+    from onebit.hw import tools
+    from onebit.hw.layers.base import RTL_DIR
+
+    (tmp_path / "t.v").write_text("module t; onebit_mvau #(.SIMD(16), .TREE_STAGES(4)) u (); endmodule\n")
+    with pytest.raises(Exception, match="TREE_STAGES differs"):
+        tools.run([*tools.verilator_cmd(), "--lint-only", "-Wno-PINMISSING", "--top-module", "t",
+                   "t.v", str(RTL_DIR / "onebit_mvau.v"), str(RTL_DIR / "onebit_thresh.v"),
+                   str(RTL_DIR / "onebit_delay.v")], cwd=tmp_path, timeout=120, env=tools.verilator_env())

@@ -456,3 +456,30 @@ def test_abits_zero_means_float_activations():
     assert cfg.abits is None and not cfg.quantized
     assert not any(isinstance(m, QuantIdentity) for m in build_model(cfg).modules())
     assert sum(isinstance(m, QuantIdentity) for m in build_model(parse_arch("tiny")).modules()) == 3 + 7
+
+
+def test_srelu_zero_point_is_recorded_and_old_configs_keep_theirs():
+    tiny = parse_arch("tiny")
+    assert tiny.srelu_zero_point == quant.SRELU_ZERO_POINT[4] == 2
+    assert ArchConfig.from_dict(tiny.to_dict()) == tiny
+    legacy = {k: v for k, v in tiny.to_dict().items() if k != "srelu_zero_point"}  # written before z was
+    assert ArchConfig.from_dict(legacy).srelu_zero_point == quant.LEGACY_SRELU_ZERO_POINT[4] == 4
+    model = build_model(ArchConfig.from_dict({**legacy, "in_channels": 1})).eval()
+    y = model.head_act(torch.linspace(-5, 10, 1001))
+    assert y.max().item() == 15 / 4 - 1 and on_grid(y + 1, 0.25)
+    assert parse_arch("tiny", srelu_zero_point=1).srelu_zero_point == 1
+    assert parse_arch("tiny", act="bn-relu").srelu_zero_point is None
+    assert parse_arch("tiny", abits=0).srelu_zero_point is None
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(srelu_zero_point=16), r"srelu_zero_point: expected an integer 1\.\.15 for 4-bit activations, got 16"),
+    (dict(srelu_zero_point=0), "got 0"),
+    (dict(srelu_zero_point=2.5), "got 2.5"),
+    (dict(srelu_zero_point=True), "got True"),
+    (dict(srelu_zero_point=2, act="bn-relu"), "only a quantized shifted-ReLU net has one"),
+    (dict(srelu_zero_point=2, abits=0), "only a quantized shifted-ReLU net has one"),
+])
+def test_bad_srelu_zero_point(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_arch("tiny", **kw)

@@ -46,7 +46,7 @@ def make_act(cfg: ArchConfig, channels: int) -> nn.Module:
     if cfg.act == "bn-relu":
         code = quant.relu_quant(cfg.abits) if cfg.quantized else nn.ReLU()
         return nn.Sequential(nn.BatchNorm2d(channels, affine=False), code)
-    return quant.srelu_quant(cfg.abits) if cfg.quantized else ShiftedReLU()
+    return quant.srelu_quant(cfg.abits, cfg.srelu_zero_point) if cfg.quantized else ShiftedReLU()
 
 
 def make_conv(cfg: ArchConfig, in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> nn.Module:

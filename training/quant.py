@@ -35,11 +35,10 @@ from brevitas.quant_tensor import QuantTensor
 from torch import Tensor, nn
 
 from onebit.errors import ConfigError
+from onebit.training.config import LEGACY_SRELU_ZERO_POINT, SRELU_ZERO_POINT  # noqa: F401 (re-exported)
 
 #: Step of the bn-relu activation code for k bits (a power of two; max value (2^k - 1) * step).
 RELU_STEP = {1: 1.0, 2: 0.5, 3: 0.5, 4: 0.25, 5: 0.125, 6: 2**-4, 7: 2**-5, 8: 2**-6}
-#: Zero point z of the shifted-ReLU code for k bits; its step is 1/z so that -1 is the code 0.
-SRELU_ZERO_POINT = {1: 1, 2: 1, 3: 2, 4: 4, 5: 4, 6: 8, 7: 16, 8: 32}
 #: The residual stream covers [-RES_RANGE, RES_RANGE) whatever its bit width.
 RES_RANGE = 8.0
 #: The input BN output covers [-INPUT_RANGE, INPUT_RANGE) with INPUT_BITS signed bits.
@@ -130,9 +129,10 @@ def relu_quant(bits: int) -> QuantIdentity:
                          return_quant_tensor=False)
 
 
-def srelu_quant(bits: int) -> QuantIdentity:
-    """The shifted-ReLU activation code: ``max(x, -1)`` and k-bit quantization in one quantizer."""
-    z = SRELU_ZERO_POINT[check_bits(bits, "--abits")]
+def srelu_quant(bits: int, zero_point: int | None = None) -> QuantIdentity:
+    """The shifted-ReLU activation code: ``max(x, -1)`` and k-bit quantization in one quantizer; its zero point
+    (``1 / step``) defaults to the table's for ``bits``."""
+    z = zero_point or SRELU_ZERO_POINT[check_bits(bits, "--abits")]
     return QuantIdentity(act_quant=ShiftedUintConstAct, bit_width=bits, max_val=(2**bits - 1) / z,
                          zero_point_const=float(z), return_quant_tensor=False)
 

@@ -77,7 +77,8 @@ class MVAURTL(RTLLayer):
         p = {"PE": pe, "SIMD": simd, "NF": op.attr("MH") // pe, "SF": op.attr("MW") // simd, "IW": idt.bitwidth(),
              "IN_SIGNED": int(idt.signed()), "IN_BIPOLAR": int(idt.name == "BIPOLAR"),
              **weights, "SW": max(2, signed_bits(*self.sum_range)),
-             "THRESH": int(op.has_thresholds()), "OB": odt.bitwidth(), "WMEM": self.mem_prefix("w")}
+             "THRESH": int(op.has_thresholds()), "OB": odt.bitwidth(), "TREE_STAGES": op.tree_stages(),
+             "WMEM": self.mem_prefix("w")}
         if op.has_thresholds():
             t = self._thr()
             p.update(TW=t["TW"], STAGES=t["stages"], SHARED=t["shared"], OUT_BIAS=0 if odt.name == "BIPOLAR" else op.attr("ActVal"),

@@ -1,5 +1,6 @@
 // ElementwiseAdd / AddStreams (the residual join): every step reads a beat from both inputs and writes the
-// PE lane sums, exact (the output type holds the whole range; no saturation). Pipeline depth 0.
+// PE lane sums, exact (the output type holds the whole range; no saturation), registered: pipeline depth 1
+// (the inputs often come from block-RAM FIFOs, whose slow output leaves no room for an adder behind it).
 // Element types (*_TYPE): 0 unsigned, 1 signed, 2 BIPOLAR (the bit 0/1 is -1/+1).
 `default_nettype none
 module onebit_add #(
@@ -42,13 +43,17 @@ module onebit_add #(
     assign in0_ready = fire;
     assign in1_ready = fire;
     assign out_reserve = fire;
-    assign out_valid = fire;
+    reg sent;
+    always @(posedge clk) sent <= !rst && fire;
+    assign out_valid = sent;
 
     genvar l;
     generate
         for (l = 0; l < PE; l = l + 1) begin : lane
             wire [SW-1:0] s = ext_a(in0_data[l*AW +: AW]) + ext_b(in1_data[l*BW +: BW]);
-            assign out_data[l*OB +: OB] = s[OB-1:0];
+            reg [OB-1:0] r;
+            always @(posedge clk) r <= s[OB-1:0];
+            assign out_data[l*OB +: OB] = r;
         end
     endgenerate
 endmodule

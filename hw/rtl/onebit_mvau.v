@@ -3,11 +3,19 @@
 // input vector and keep it in a buffer for the later folds; every step with sf = SF-1 writes PE outputs.
 // Weights are WBITS bit planes: weight word nf*SF + sf of WMEM.mem holds bit b of W[sf*SIMD + s][nf*PE + p] in
 // bit b*PE*SIMD + p*SIMD + s. Each plane runs through its own adder trees of conditional adds.
-// WBITS = 1: the bit is +1 / -1 if W_BIPOLAR (w.x = 2 * (sum of the x with w = +1) - sum of x), else 1 / 0.
+// WBITS = 1: the bit is +1 / -1 if W_BIPOLAR (w.x = 2 * (sum of the x with w = +1) - sum of x), else 1 / 0;
+// with BIPOLAR inputs too, XNOR and popcount (w.x = 2 * #{w = x} - SIMD).
 // WBITS = k >= 2: w = sum_b 2^b * w_b, the top plane weighted -2^(k-1) if W_SIGNED (two's complement), so
-// w.x = sum_b +-2^b * (sum of the x whose weight has bit b set): shifted adds, one subtract, same timing.
-// Sums are SW-bit two's complement (every sum fits; partial sums may wrap). THRESH = 1: the sum goes through
-// onebit_thresh and leaves STAGES cycles after the writing step; THRESH = 0: the sum itself, at once, OB bits.
+// w.x = sum_b +-2^b * (sum of the x whose weight has bit b set): shifted adds, one subtract.
+//
+// Pipeline (free-running: stalls only gate the accumulator): a step's weight word is read at the end of its
+// cycle and registered again, its input registered twice, so both reach the trees from flip-flops two cycles
+// later; the adder trees are balanced (SIMD padded to 2^L leaves with zeros), each level one bit wider than
+// the one below, with a register after every second level and after the root; the per-PE dot product is
+// registered once more: TREE_STAGES = ceil(L / 2) + 3 cycles (onebit's MVAU.tree_stages). The accumulator then adds the dot product
+// of step t in cycle t + TREE_STAGES. Sums are SW-bit two's complement (every sum fits; partial sums may
+// wrap). THRESH = 1: the sum goes through onebit_thresh and leaves TREE_STAGES + STAGES cycles after the
+// writing step; THRESH = 0: the sum itself, TREE_STAGES cycles after it, OB bits.
 `default_nettype none
 module onebit_mvau #(
     parameter integer PE = 1,
@@ -24,6 +32,7 @@ module onebit_mvau #(
     parameter integer THRESH = 1,
     parameter integer TW = 17,
     parameter integer STAGES = 1,
+    parameter integer TREE_STAGES = 3,  // must equal ceil(L / 2) + 3, L = clog2(SIMD): the RTL checks it
     parameter integer OB = 8,
     parameter integer OUT_BIAS = 0,
     parameter integer SHARED = 0,       // one threshold table for every channel (onebit_thresh)
@@ -67,13 +76,16 @@ module onebit_mvau #(
         end
     end
 
-    // synchronous read addressed by the next step: the word is there in its step's cycle and holds in a stall
+    // the weight word of the current step, read at the end of its cycle and registered once more (the block
+    // RAM's output register): it meets the step's input two cycles after the step
     localparam integer LANES = PE * SIMD;
     reg [WBITS*LANES-1:0] wmem [0:STEPS-1];
     initial $readmemh({WMEM, ".mem"}, wmem);
-    reg [WBITS*LANES-1:0] w;
-    wire [AW-1:0] next = rst || (fire && last) ? 0 : fire ? step + 1'b1 : step;
-    always @(posedge clk) w <= wmem[next];
+    reg [WBITS*LANES-1:0] wq, wr;
+    always @(posedge clk) begin
+        wq <= wmem[step];
+        wr <= wq;
+    end
 
     wire [SIMD*IW-1:0] x;
     genvar s, p, i, b, t;
@@ -86,49 +98,113 @@ module onebit_mvau #(
             assign x = in_data;
         end
 
-        wire [SW-1:0] xv [0:SIMD-1];
+        // leaves: LW bits, signed (TSIGNED) or not; XNOR: w ~^ x, one bit
+        localparam integer XNOR = IN_BIPOLAR != 0 && WBITS == 1 && W_BIPOLAR != 0 ? 1 : 0;
+        localparam integer TSIGNED = XNOR == 0 && (IN_SIGNED != 0 || IN_BIPOLAR != 0) ? 1 : 0;
+        localparam integer LW = XNOR != 0 ? 1 : IN_BIPOLAR != 0 ? 2 : IW;
+        localparam integer L = SIMD > 1 ? $clog2(SIMD) : 0;
+        localparam integer P2 = 1 << L;
+        localparam integer RW = LW + L;  // root width
+        localparam integer D = (L + 1) / 2 + 3;
+        if (D != TREE_STAGES) begin : bad_tree_stages
+            $error("onebit_mvau: TREE_STAGES differs from the adder tree's depth");
+        end
+
+        // the step's input, registered twice to meet its weights: the trees start from flip-flops
+        reg [SIMD*IW-1:0] xq, xr;
+        always @(posedge clk) begin
+            xq <= x;
+            xr <= xq;
+        end
+
+        wire [LW-1:0] xv [0:SIMD-1];
         for (s = 0; s < SIMD; s = s + 1) begin : elem
-            wire [IW-1:0] e = x[s*IW +: IW];
-            if (IN_BIPOLAR != 0) begin : bip
-                assign xv[s] = SW'($signed({~e[0], 1'b1}));
-            end else if (IN_SIGNED != 0) begin : sgn
-                assign xv[s] = SW'($signed(e));
-            end else begin : uns
-                assign xv[s] = SW'(e);
+            wire [IW-1:0] e = xr[s*IW +: IW];
+            if (IN_BIPOLAR != 0 && XNOR == 0) begin : bip
+                assign xv[s] = {~e[0], 1'b1};  // -1 or +1
+            end else begin : code
+                assign xv[s] = e[LW-1:0];
             end
         end
 
-        // sel[b*PE + p]: the sum of the elements whose weight in lane p has bit b set; sel[WBITS*PE]: the sum of
-        // all elements (BIPOLAR weights)
+        // root[b*PE + p]: the sum of the elements whose weight in lane p has bit b set (XNOR: the matches);
+        // root[WBITS*PE]: the sum of all elements (BIPOLAR weights, not XNOR)
         localparam integer TREES = WBITS * PE;
-        wire [SW-1:0] sel [0:TREES];
-        for (t = 0; t <= TREES; t = t + 1) begin : tree
-            wire [SIMD-1:0] m;
-            if (t == TREES) begin : all
-                assign m = {SIMD{1'b1}};
-            end else begin : lane
-                assign m = w[t*SIMD +: SIMD];
+        localparam integer ALL = WBITS == 1 && W_BIPOLAR != 0 && XNOR == 0 ? 1 : 0;
+        wire [RW-1:0] root [0:TREES];
+        for (t = 0; t < TREES + ALL; t = t + 1) begin : tree
+            wire [RW-1:0] node [1:2*P2-1];  // a heap: node i = node 2i + node 2i+1, leaves P2..2*P2-1
+            for (i = 0; i < P2; i = i + 1) begin : leaf
+                wire [LW-1:0] v;
+                if (i >= SIMD) begin : pad
+                    assign v = {LW{1'b0}};
+                end else if (XNOR != 0) begin : match
+                    assign v = ~(wr[t*SIMD + i] ^ xr[i*IW]);
+                end else if (t == TREES) begin : all
+                    assign v = xv[i];
+                end else begin : sel
+                    assign v = wr[t*SIMD + i] ? xv[i] : {LW{1'b0}};
+                end
+                assign node[P2 + i] = RW'(v);
             end
-            wire [SW-1:0] node [1:2*SIMD-1];  // a heap: node i = node 2i + node 2i+1, leaves SIMD..2*SIMD-1
-            for (i = 0; i < SIMD; i = i + 1) begin : leaf
-                assign node[SIMD + i] = m[i] ? xv[i] : {SW{1'b0}};
+            for (i = 1; i < P2; i = i + 1) begin : add
+                localparam integer H = L + 1 - $clog2(i + 1);  // height above the leaves: 1 .. L
+                localparam integer CW = LW + H - 1;             // the children's width
+                wire [CW-1:0] ca = node[2*i][CW-1:0];
+                wire [CW-1:0] cb = node[2*i + 1][CW-1:0];
+                wire [CW:0] sum = (TSIGNED != 0 ? {ca[CW-1], ca} : {1'b0, ca}) +
+                                  (TSIGNED != 0 ? {cb[CW-1], cb} : {1'b0, cb});
+                if (H % 2 == 0 || H == L) begin : stage
+                    reg [CW:0] r;
+                    always @(posedge clk) r <= sum;
+                    assign node[i] = RW'(r);
+                end else begin : comb
+                    assign node[i] = RW'(sum);
+                end
             end
-            for (i = 1; i < SIMD; i = i + 1) begin : add
-                assign node[i] = node[2*i] + node[2*i + 1];
-            end
-            assign sel[t] = node[1];
+            assign root[t] = node[1];
         end
+        if (ALL == 0) begin : no_all
+            assign root[TREES] = {RW{1'b0}};
+        end
+
+        // each root as an SW-bit two's complement number (modulo 2^SW: the final sums fit)
+        wire [SW-1:0] wide [0:TREES];
+        wire [SW-1:0] twice [0:TREES];  // 2 * wide
+        for (t = 0; t <= TREES; t = t + 1) begin : widen
+            if (SW <= RW) begin : trim
+                assign wide[t] = root[t][SW-1:0];
+            end else begin : extend
+                assign wide[t] = {{(SW - RW){TSIGNED != 0 ? root[t][RW-1] : 1'b0}}, root[t]};
+            end
+            assign twice[t] = {wide[t][SW-2:0], 1'b0};
+        end
+
+        // flags of the step whose dot product the accumulator takes: first (sf = 0), writes, fold, fired
+        localparam integer GW = 3 + FW;
+        reg [GW-1:0] flags [0:D-1];
+        always @(posedge clk) begin
+            flags[0] <= {fire && !rst, sf == 0, writes, nf};
+        end
+        for (i = 1; i < D; i = i + 1) begin : flag_pipe
+            always @(posedge clk) flags[i] <= flags[i-1];
+        end
+        wire          acc_fire = flags[D-1][GW-1];
+        wire          acc_first = flags[D-1][GW-2];
+        wire [FW-1:0] acc_fold = flags[D-1][FW-1:0];
 
         wire [PE*SW-1:0] sums;
         for (p = 0; p < PE; p = p + 1) begin : pe
             wire [SW-1:0] dot;
-            if (WBITS == 1) begin : one
-                assign dot = W_BIPOLAR != 0 ? {sel[p][SW-2:0], 1'b0} - sel[TREES] : sel[p];
+            if (XNOR != 0) begin : xnor_pop
+                assign dot = twice[p] - SW'(SIMD);
+            end else if (WBITS == 1) begin : one
+                assign dot = W_BIPOLAR != 0 ? twice[p] - wide[TREES] : wide[p];
             end else begin : planes
                 wire [SW-1:0] part [0:WBITS];  // part[b]: the planes below b, weighted
                 assign part[0] = {SW{1'b0}};
                 for (b = 0; b < WBITS; b = b + 1) begin : weigh
-                    wire [SW-1:0] shifted = sel[b*PE + p] << b;
+                    wire [SW-1:0] shifted = wide[b*PE + p] << b;
                     if (W_SIGNED != 0 && b == WBITS - 1) begin : sign
                         assign part[b + 1] = part[b] - shifted;
                     end else begin : mag
@@ -137,9 +213,11 @@ module onebit_mvau #(
                 end
                 assign dot = part[WBITS];
             end
+            reg  [SW-1:0] dot_r;
+            always @(posedge clk) dot_r <= dot;
             reg  [SW-1:0] acc;
-            wire [SW-1:0] sum = (sf == 0 ? {SW{1'b0}} : acc) + dot;
-            always @(posedge clk) if (fire) acc <= sum;
+            wire [SW-1:0] sum = (acc_first ? {SW{1'b0}} : acc) + dot_r;
+            always @(posedge clk) if (acc_fire) acc <= sum;
             assign sums[p*SW +: SW] = sum;
             if (THRESH == 0) begin : raw
                 if (OB <= SW) begin : trim
@@ -153,10 +231,10 @@ module onebit_mvau #(
         if (THRESH != 0) begin : act
             onebit_thresh #(.PE(PE), .IW(SW), .IN_SIGNED(1), .TW(TW), .STAGES(STAGES), .NF(NF), .OB(OB),
                             .OUT_BIAS(OUT_BIAS), .SHARED(SHARED), .MEM(TMEM))
-                thresh (.clk(clk), .fold(nf), .x(sums), .y(out_data));
-            onebit_delay #(.D(STAGES)) valid_delay (.clk(clk), .rst(rst), .d(out_reserve), .q(out_valid));
+                thresh (.clk(clk), .fold(acc_fold), .x(sums), .y(out_data));
+            onebit_delay #(.D(D + STAGES)) valid_delay (.clk(clk), .rst(rst), .d(out_reserve), .q(out_valid));
         end else begin : noact
-            assign out_valid = out_reserve;
+            onebit_delay #(.D(D)) valid_delay (.clk(clk), .rst(rst), .d(out_reserve), .q(out_valid));
         end
     endgenerate
 endmodule

@@ -5,9 +5,9 @@
 // steps writing the row's ROWW window beats from its first step while reading the next TAKE input beats (the
 // last row TAKE_LAST) from its first step too, then TAIL idle steps. The input beats go round a circular
 // buffer of D beats (reset to slot 0 each frame); every address is a counter stepped by constants modulo D
-// (no multipliers), and the buffer is read one cycle ahead with the address register's next value, so the
-// output comes from a register and the buffer can map to block RAM (a beat sent in the step right after the
-// one that reads it, as strides larger than the kernel give, comes from the bypass).
+// (no multipliers). The buffer is read at the end of the step with the address register, so its address and
+// output are registers and it maps to block RAM: a written beat leaves one cycle after its step (the op's
+// pipeline depth 1). No step sends a beat it reads itself, so the read never needs the beat being written.
 `default_nettype none
 module onebit_swg #(
     parameter integer BW = 8,          // beat width: SIMD * element bits
@@ -65,9 +65,11 @@ module onebit_swg #(
 
     assign in_ready = fire && rd;
     assign out_reserve = fire && wr;
-    assign out_valid = fire && wr;
+    reg sent;  // the last cycle's step wrote a beat: it leaves now
+    assign out_valid = sent;
 
     always @(posedge clk) begin
+        sent <= !rst && out_reserve;
         if (rst) begin
             phase <= P_FILL;
             j <= 0;
@@ -117,7 +119,7 @@ module onebit_swg #(
             tap_row_d = 0;
             win_d = 0;
             row_base_d = 0;
-        end else if (out_valid) begin
+        end else if (out_reserve) begin
             if (n != NW'(KWCF - 1)) begin
                 addr_d = madd(addr, AW'(1));
             end else if (i != IW'(KH - 1)) begin
@@ -136,10 +138,10 @@ module onebit_swg #(
         end
     end
 
-    reg [BW-1:0] q;  // mem[addr]
+    reg [BW-1:0] q;  // mem[addr] of the last cycle's step
     assign out_data = q;
+    always @(posedge clk) q <= mem[addr];
     always @(posedge clk) begin
-        q <= in_ready && wp == addr_d ? in_data : mem[addr_d];
         if (rst) begin
             n <= 0;
             i <= 0;
@@ -153,7 +155,7 @@ module onebit_swg #(
             tap_row <= tap_row_d;
             win <= win_d;
             row_base <= row_base_d;
-            if (out_valid) begin
+            if (out_reserve) begin
                 n <= n == NW'(KWCF - 1) ? 0 : n + 1'b1;
                 if (n == NW'(KWCF - 1)) begin
                     i <= i == IW'(KH - 1) ? 0 : i + 1'b1;

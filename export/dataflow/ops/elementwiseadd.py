@@ -59,6 +59,10 @@ class ElementwiseAdd(HWOp):
     def resources(self):
         return {"LUT": 20 + self.attr("PE") * self.output_dtype().bitwidth(), "mem_bits": 0}
 
+    def pipeline_depth(self, model=None):
+        """``onebit_add`` registers its sums: a beat leaves one cycle after its step."""
+        return 1
+
     def step_layout(self):
         """Step k reads beat k and writes beat k."""
         return self.one_to_one_layout()

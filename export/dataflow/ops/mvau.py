@@ -80,9 +80,17 @@ class MVAU(HWOp):
                 return int(t.shape[-1])
         return 2 ** self.output_dtype().bitwidth() - 1
 
+    def tree_stages(self) -> int:
+        """Cycles from a step to its dot product reaching the accumulator in ``onebit_mvau``: the weight read
+        and the operands' two registers, balanced adder trees over SIMD inputs (L = ceil(log2 SIMD) levels) with a register every
+        second level and at the root, then one register on the dot product."""
+        levels = (self.attr("SIMD") - 1).bit_length()
+        return ceil_div(levels, 2) + 3
+
     def pipeline_depth(self, model=None):
-        """With thresholds, the RTL's binary search: one pipeline stage per output bit; else none."""
-        return threshold_bits(self.threshold_steps(model)) if self.has_thresholds() else 0
+        """The adder trees' pipeline, then with thresholds the RTL's binary search: one stage per output bit."""
+        thresholds = threshold_bits(self.threshold_steps(model)) if self.has_thresholds() else 0
+        return self.tree_stages() + thresholds
 
     def folding(self):
         return {"PE": self.attr("MH"), "SIMD": self.attr("MW")}

@@ -90,6 +90,11 @@ class ConvolutionInputGenerator(HWOp):
         kh, kw = self.attr("ConvKernelDim")
         return kh == kw == 1 or bool(self.attr("parallel_window"))
 
+    def pipeline_depth(self, model=None):
+        """The default style reads its line buffer at the end of the step (a block-RAM read with a registered
+        address): the beat leaves one cycle later. Streaming styles send it in the step."""
+        return 0 if self.streaming() else 1
+
     def row_plan(self) -> RowPlan:
         """The default style's frame: the line-buffer fill, then ``OH`` output rows of ``row`` steps each (the
         slower of writing a row's windows and reading the ``Stride`` input rows the next windows need), then the

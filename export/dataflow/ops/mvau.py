@@ -82,8 +82,8 @@ class MVAU(HWOp):
 
     def tree_stages(self) -> int:
         """Cycles from a step to its dot product reaching the accumulator in ``onebit_mvau``: the weight read
-        and the operands' two registers, balanced adder trees over SIMD inputs (L = ceil(log2 SIMD) levels) with a register every
-        second level and at the root, then one register on the dot product."""
+        and the operands' two registers, balanced adder trees over SIMD inputs (L = ceil(log2 SIMD) levels)
+        with a register every second level and at the root, then one register on the dot product."""
         levels = (self.attr("SIMD") - 1).bit_length()
         return ceil_div(levels, 2) + 3
 

@@ -71,7 +71,7 @@ def test_mismatch_names_the_first_differing_layer(tiny_folded, tmp_path):
     model = load_dataflow(tiny_folded)
     design = generate(model, tmp_path)
     mvau = next(l for l in design.layers if l.op.onnx_node.op_type == "MVAU" and l.name != "MVAU_0")
-    mem = design.rtl / "mem" / f"{mvau.ident}_w.mem"
+    mem = design.rtl / "mem" / f"{mvau.ident}_w_g000.mem"
     words = mem.read_text().split()
     width = len(words[0])
     words[0] = format(int(words[0], 16) ^ 1, f"0{width}x")  # one weight bit of the layer flipped

@@ -131,14 +131,40 @@ def test_kbit_weight_memory_holds_bit_planes(tmp_path):
                      numInputVectors=[1, 1, 1])
     m = dataflow_graph([node], ("x", (1, 1, 1, 4), "INT4"), ("y", (1, 1, 1, 2), "INT32"), {"w": w})
     design = generate(m, tmp_path)
-    words = [int(t, 16) for t in (design.rtl / "mem" / f"{design.layers[0].ident}_w.mem").read_text().split()]
+    words = design.layers[0].weight_words()
     assert len(words) == 2  # SF = 2 steps, 16 bits each
+    assert [int(t, 16) for t in (design.rtl / "mem" / f"{design.layers[0].ident}_w_g000.mem").read_text().split()] \
+        == words  # 16 bits: one column
     for sf, word in enumerate(words):
         for b in range(4):
             for p in range(2):
                 for s in range(2):
                     code = int(w[sf * 2 + s, p]) & 15
                     assert (word >> (b * 4 + p * 2 + s)) & 1 == (code >> b) & 1
+
+
+@pytest.mark.parametrize("depth,column", [(1, 36), (512, 36), (513, 18), (2048, 9), (4096, 4), (9216, 1),
+                                          (20000, 1)])
+def test_weight_memory_columns_fit_a_block_ram(depth, column):
+    from onebit.hw.layers.mvau import weight_column_bits
+
+    assert weight_column_bits(depth) == column
+
+
+def test_wide_weight_words_split_into_columns(tmp_path):
+    """A 4 x 16 x 1-bit word (64 bits) of a 512-deep memory: columns of 36 and 28 bits whose concatenation is
+    the word, and the RTL computes exactly with them."""
+    rng = np.random.default_rng(3)
+    node, inits, out_dt = mvau_layer("MVAU_0", "x", "y", 16 * 8, 4 * 64, 4, 16, [1, 1, 2], "UINT2", rng)
+    m = dataflow_graph([node], ("x", (1, 1, 2, 128), "UINT2"), ("y", (1, 1, 2, 256), out_dt), inits)
+    design = generate(m, tmp_path / "g")
+    layer = design.layers[0]
+    assert layer.params()["WG"] == 36
+    cols = [[int(t, 16) for t in (design.rtl / "mem" / f"{layer.ident}_w_g{g:03d}.mem").read_text().split()]
+            for g in range(2)]
+    assert [lo | hi << 36 for lo, hi in zip(*cols)] == layer.weight_words()
+    assert not (design.rtl / "mem" / f"{layer.ident}_w_g002.mem").exists()
+    assert_cosim(m, tmp_path / "c", frames=2)
 
 
 def test_kbit_costs_k_adder_trees():

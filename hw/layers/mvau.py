@@ -18,6 +18,14 @@ WEIGHT_VALUES = {"BIPOLAR": {-1, 1}, "BINARY": {0, 1}}
 #: k-bit weight types of ``onebit_mvau`` (TERNARY as 2-bit two's complement)
 KBIT_WEIGHTS = ("TERNARY", *(f"{s}INT{k}" for s in ("", "U") for k in (2, 3, 4)))
 FILES = ("onebit_thresh.v", "onebit_delay.v")
+#: block-RAM shapes (depth -> width) of an 18-kbit ECP5 DP16KD: a weight memory of that depth is split into
+#: columns this wide, one block each, so no deep memory is stacked behind a multiplexer
+BRAM_COLUMNS = ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1))
+
+
+def weight_column_bits(depth: int) -> int:
+    """Width of each weight-memory column for a memory of ``depth`` words."""
+    return next((w for d, w in BRAM_COLUMNS if depth <= d), 1)
 
 
 def weight_values(wdt: str) -> set[int]:
@@ -78,24 +86,36 @@ class MVAURTL(RTLLayer):
              "IN_SIGNED": int(idt.signed()), "IN_BIPOLAR": int(idt.name == "BIPOLAR"),
              **weights, "SW": max(2, signed_bits(*self.sum_range)),
              "THRESH": int(op.has_thresholds()), "OB": odt.bitwidth(), "TREE_STAGES": op.tree_stages(),
-             "WMEM": self.mem_prefix("w")}
+             "WG": weight_column_bits(op.attr("MH") // pe * (op.attr("MW") // simd)), "WMEM": self.mem_prefix("w")}
         if op.has_thresholds():
             t = self._thr()
             p.update(TW=t["TW"], STAGES=t["stages"], SHARED=t["shared"], OUT_BIAS=0 if odt.name == "BIPOLAR" else op.attr("ActVal"),
                      TMEM=self.mem_prefix("t"))
         return p
 
-    def write_memories(self, memdir: Path):
+    def weight_words(self) -> list[int]:
+        """The weight memory's words, step nf*SF + sf: bit b*PE*SIMD + p*SIMD + s is bit b of the code of
+        W[sf*SIMD + s, nf*PE + p] (1-bit: w > 0; k-bit: two's complement)."""
         op = self.op
         pe, simd = op.attr("PE"), op.attr("SIMD")
         nf, sf = op.attr("MH") // pe, op.attr("MW") // simd
-        # word nf*SF + sf, bit b*PE*SIMD + pe*SIMD + simd: bit b of W[sf*SIMD + simd, nf*PE + pe] (1-bit: w > 0)
         k = self.wbits
-        codes = (self.weights > 0).astype(np.int64) if k == 1 else self.weights & ((1 << k) - 1)  # two's complement
+        codes = (self.weights > 0).astype(np.int64) if k == 1 else self.weights & ((1 << k) - 1)
         lanes = codes.reshape(sf, simd, nf, pe).transpose(2, 0, 3, 1).reshape(nf * sf, pe * simd)
         bits = np.concatenate([(lanes >> b) & 1 for b in range(k)], axis=1)
-        words = [int("".join("1" if b else "0" for b in row[::-1]), 2) for row in bits]
-        files = [write_mem(memdir / f"{Path(self.mem_prefix('w')).name}.mem", words, pe * simd * k)]
+        return [int("".join("1" if b else "0" for b in row[::-1]), 2) for row in bits]
+
+    def write_memories(self, memdir: Path):
+        op = self.op
+        pe, simd = op.attr("PE"), op.attr("SIMD")
+        width, group = pe * simd * self.wbits, self.params()["WG"]
+        words = self.weight_words()
+        name = Path(self.mem_prefix("w")).name
+        files = []
+        for g, lo in enumerate(range(0, width, group)):
+            bits = min(group, width - lo)
+            files.append(write_mem(memdir / f"{name}_g{g:03d}.mem", [(w >> lo) & ((1 << bits) - 1) for w in words],
+                                   bits))
         if op.has_thresholds():
             t = self._thr()
             files += write_threshold_memories(memdir, self.mem_prefix("t"), t["table"], pe, t["stages"], t["TW"])

@@ -1,6 +1,6 @@
 """The stream plumbing layers: DuplicateStreams, ElementwiseAdd (AddStreams), ChannelPad, GlobalAccPool,
 LabelSelect and StreamingDataWidthConverter. None has memories; each writes in the step itself (pipeline
-depth 0)."""
+depth 0), but the add, which registers its sums (depth 1)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 // MVAU (matrix-vector-activation unit): per step PE output channels x SIMD inputs, no multipliers.
 // Per pixel NF*SF steps, nf-major (FINN's Matrix_Vector_Activate loop): the SF steps of fold nf = 0 read the
 // input vector and keep it in a buffer for the later folds; every step with sf = SF-1 writes PE outputs.
-// Weights are WBITS bit planes: weight word nf*SF + sf of WMEM.mem holds bit b of W[sf*SIMD + s][nf*PE + p] in
-// bit b*PE*SIMD + p*SIMD + s. Each plane runs through its own adder trees of conditional adds.
+// Weights are WBITS bit planes: weight word nf*SF + sf holds bit b of W[sf*SIMD + s][nf*PE + p] in bit
+// b*PE*SIMD + p*SIMD + s (its columns in WG-bit memories, below). Each plane runs through its own adder trees of conditional adds.
 // WBITS = 1: the bit is +1 / -1 if W_BIPOLAR (w.x = 2 * (sum of the x with w = +1) - sum of x), else 1 / 0;
 // with BIPOLAR inputs too, XNOR and popcount (w.x = 2 * #{w = x} - SIMD).
 // WBITS = k >= 2: w = sum_b 2^b * w_b, the top plane weighted -2^(k-1) if W_SIGNED (two's complement), so
@@ -36,6 +36,7 @@ module onebit_mvau #(
     parameter integer OB = 8,
     parameter integer OUT_BIAS = 0,
     parameter integer SHARED = 0,       // one threshold table for every channel (onebit_thresh)
+    parameter integer WG = 36,         // weight memory column width (bits)
     parameter WMEM = "w",
     parameter TMEM = "thr"
 ) (
@@ -76,16 +77,27 @@ module onebit_mvau #(
         end
     end
 
-    // the weight word of the current step, read at the end of its cycle and registered once more (the block
-    // RAM's output register): it meets the step's input two cycles after the step
+    // the weight word of the current step, read at the end of its cycle and registered once more: it meets the
+    // step's input two cycles after the step. The word is split into columns of WG bits, one memory each
+    // (WMEM_g<column>.mem, three digits), so a deep memory maps to block RAMs side by side, never to several
+    // stacked behind a multiplexer.
     localparam integer LANES = PE * SIMD;
-    reg [WBITS*LANES-1:0] wmem [0:STEPS-1];
-    initial $readmemh({WMEM, ".mem"}, wmem);
-    reg [WBITS*LANES-1:0] wq, wr;
-    always @(posedge clk) begin
-        wq <= wmem[step];
-        wr <= wq;
-    end
+    localparam integer WWORD = WBITS * LANES;
+    localparam integer NG = (WWORD + WG - 1) / WG;
+    reg [WWORD-1:0] wq, wr;
+    genvar g;
+    generate
+        for (g = 0; g < NG; g = g + 1) begin : wcol
+            localparam integer GW = WWORD - g * WG < WG ? WWORD - g * WG : WG;
+            localparam [7:0] G2 = 8'd48 + 8'(g / 100);
+            localparam [7:0] G1 = 8'd48 + 8'((g / 10) % 10);
+            localparam [7:0] G0 = 8'd48 + 8'(g % 10);
+            reg [GW-1:0] wmem [0:STEPS-1];
+            initial $readmemh({WMEM, "_g", G2, G1, G0, ".mem"}, wmem);
+            always @(posedge clk) wq[g*WG +: GW] <= wmem[step];
+        end
+    endgenerate
+    always @(posedge clk) wr <= wq;
 
     wire [SIMD*IW-1:0] x;
     genvar s, p, i, b, t;

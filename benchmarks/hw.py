@@ -1,8 +1,8 @@
 """Hardware figures with the open toolchain: resources, fmax, II and frames/s, and Verilator's speed.
 
 Designs (random weights; nothing here depends on training):
-- ``tiny``: the tiny WRN (WRN-8-1, 1-bit weights, 4-bit shifted ReLU, 8x8x1 digits input), folded for
-  ``--tiny-fps`` at the clock;
+- ``tiny``: the tiny WRN (WRN-8-1, 1-bit weights, 4-bit shifted ReLU, 8x8x1 digits input), folded for each
+  of ``--tiny-fps`` (default 1,000 and 5,000 frames/s) at the clock;
 - ``cnv``: a CNV-like net as in FINN's examples -- 6 conv (3x3, no padding, max-pool after the 2nd and 4th)
   + 3 fully connected layers, 1-bit weights, 2-bit activations, 32x32x3 input -- built with plain Brevitas and
   lowered with ``onebit lower``; channel widths are FINN's CNV (64/128/256, fc 512) times ``--cnv-width``.
@@ -104,7 +104,8 @@ def main() -> None:
     p.add_argument("--device", default="ecp5-25k")
     p.add_argument("--cnv-device", default=None, help="device for the CNV (default --device)")
     p.add_argument("--clock-mhz", type=float, default=50.0)
-    p.add_argument("--tiny-fps", type=float, default=5000.0, help="folding target of the tiny WRN")
+    p.add_argument("--tiny-fps", type=float, nargs="+", default=[1000.0, 5000.0],
+                   help="folding targets of the tiny WRN (one design each)")
     p.add_argument("--cnv-width", type=float, default=0.25)
     p.add_argument("--cnv-fps", type=float, default=500.0, help="folding target of the CNV")
     p.add_argument("--frames", type=int, default=2)
@@ -113,10 +114,12 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if "tiny" in args.designs:
-            g = folded_wrn(tmp, "tiny", args.tiny_fps, args.clock_mhz, in_channels=1, size=8)
-            r = run_design("tiny WRN-8-1 (a4 srelu)", g, tmp / "tiny_hw", args.device, args.clock_mhz, args.frames)
-            r["folded_for_fps"] = args.tiny_fps
+        for fps in args.tiny_fps if "tiny" in args.designs else []:
+            (tmp / f"tiny{fps:g}").mkdir()
+            g = folded_wrn(tmp / f"tiny{fps:g}", "tiny", fps, args.clock_mhz, in_channels=1, size=8)
+            r = run_design(f"tiny WRN-8-1 (a4 srelu) for {fps:g} frames/s", g, tmp / f"tiny{fps:g}_hw", args.device,
+                           args.clock_mhz, args.frames)
+            r["folded_for_fps"] = fps
             results.append(r)
         if "cnv" in args.designs:
             g, widths = cnv_graph(tmp, args.cnv_width, args.cnv_fps, args.clock_mhz)

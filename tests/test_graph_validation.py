@@ -158,8 +158,8 @@ INITIALIZER_EDITS = [
     ("thresholds_3", lambda t: t[:15], ["MVAU_1", "'thresholds_3' have shape (15, 15); expected (16, n) or (1, n)"]),
     ("thresholds_3", lambda t: np.concatenate([t, t], axis=1), ["30 thresholds", "outside outputDataType INT5"]),
     ("thresholds_2", lambda t: t[:, :14], ["Thresholding_1", "expected (16, 15) or (1, 15)"]),
-    ("thresholds_2", lambda t: t + 0.5, ["Thresholding_1", "outside weightDataType INT7"]),
-    ("thresholds_2", lambda t: t * 100, ["outside weightDataType INT7"]),
+    ("thresholds_2", lambda t: t + 0.5, ["Thresholding_1", "outside weightDataType INT8"]),
+    ("thresholds_2", lambda t: t * 100, ["outside weightDataType INT8"]),
 ]
 
 

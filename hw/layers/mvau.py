@@ -86,12 +86,16 @@ class MVAURTL(RTLLayer):
              "IN_SIGNED": int(idt.signed()), "IN_BIPOLAR": int(idt.name == "BIPOLAR"),
              **weights, "SW": max(2, signed_bits(*self.sum_range)),
              "THRESH": int(op.has_thresholds()), "OB": odt.bitwidth(), "TREE_STAGES": op.tree_stages(),
-             "WG": weight_column_bits(op.attr("MH") // pe * (op.attr("MW") // simd)), "WMEM": self.mem_prefix("w")}
+             "WG": self._column_bits(), "WMEM": self.mem_prefix("w")}
         if op.has_thresholds():
             t = self._thr()
             p.update(TW=t["TW"], STAGES=t["stages"], SHARED=t["shared"], OUT_BIAS=0 if odt.name == "BIPOLAR" else op.attr("ActVal"),
                      TMEM=self.mem_prefix("t"))
         return p
+
+    def _column_bits(self) -> int:
+        op = self.op
+        return weight_column_bits(op.attr("MH") // op.attr("PE") * (op.attr("MW") // op.attr("SIMD")))
 
     def weight_words(self) -> list[int]:
         """The weight memory's words, step nf*SF + sf: bit b*PE*SIMD + p*SIMD + s is bit b of the code of
@@ -108,7 +112,7 @@ class MVAURTL(RTLLayer):
     def write_memories(self, memdir: Path):
         op = self.op
         pe, simd = op.attr("PE"), op.attr("SIMD")
-        width, group = pe * simd * self.wbits, self.params()["WG"]
+        width, group = pe * simd * self.wbits, self._column_bits()  # not params(): it rebuilds the thresholds
         words = self.weight_words()
         name = Path(self.mem_prefix("w")).name
         files = []

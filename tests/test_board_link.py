@@ -1,0 +1,236 @@
+"""The board-level design in Verilator behind a pseudo-terminal (the virtual board): UART, framing and CRC on
+random frames, with the accelerator back-pressured by the link and corrupted, cut-short and unknown requests;
+`onebit infer` and `onebit emulate` against it; `onebit build --board` end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from hwkit import random_frames
+from test_hw_thresholding import thresholding_graph
+from testkit import call, tiny_dataflow
+from onebit.export.dataflow.executor import execute
+from onebit.hw import link
+from onebit.hw.board import decode_outputs, encode_frames, load_plan, reply_bytes, write_board
+from onebit.hw.boards import check_board
+from onebit.hw.emulate import Emulator, build_emulator
+from onebit.hw.host import infer, open_port
+from onebit.hw.top import generate
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def board_build(tmp_path_factory):
+    """A thresholding layer with 128 input and output beats a frame (more than the board's output FIFO holds,
+    so the accelerator waits for the link) and two-byte input beats, as a ULX3S-85F board design."""
+    folder = tmp_path_factory.mktemp("board")
+    model = thresholding_graph(8, 1, 4, 4, 7, "INT12", "UINT3", 0, seed=3)
+    design = generate(model, folder)
+    plan = write_board(design, check_board("ulx3s-85f"), clock_mhz=50)
+    exe = build_emulator(folder)
+    return folder, model, plan, exe
+
+
+def read_replies(ser, reader, want: int, timeout: float = 20.0) -> list[link.Reply]:
+    got, deadline = [], time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        got += reader.feed(ser.read(max(1, ser.in_waiting)))
+    return got
+
+
+def test_plan_and_info(board_build):
+    folder, model, plan, exe = board_build
+    assert plan["input"]["beat_bytes"] == 2 and plan["input"]["beats"] == 128
+    assert plan["output"]["beats"] == 128 and plan["out_fifo"] < plan["output"]["beats"]
+    with Emulator(folder, exe) as emu, open_port(emu.port, 115200) as ser:
+        ln = link.Link(ser)
+        info = ln.info()
+        assert info["design_id"] == plan["design_id"] and info["window"] == plan["window"]
+        assert info["in_beats"] == 128 and info["out_beats"] == 128
+        assert info["bit_q8"] == 256 * plan["emulation"]["bit_clocks"]
+        rng = np.random.default_rng(0)
+        for n in (0, 1, 17, plan["loop_bytes"]):
+            data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+            assert ln.loopback(data) == data
+
+
+def test_random_frames_through_the_link_equal_the_executor(board_build):
+    folder, model, plan, exe = board_build
+    x = random_frames(model, 6, seed=1)
+    want = execute(model, x)["y"]
+    with Emulator(folder, exe) as emu:
+        got, report = infer(folder, emu.port, x)
+    assert np.array_equal(got, want)
+    assert report["retries"] == 0 and report["frames"] == 6
+    assert report["accelerator_cycles"]["min"] >= 128  # one input beat a cycle at most
+
+
+def test_corrupt_cut_short_and_unknown_requests_get_a_nak_and_the_link_recovers(board_build):
+    folder, model, plan, exe = board_build
+    x = random_frames(model, 2, seed=2)
+    frame = encode_frames(x, plan)[0]
+    good = link.request(link.INFER, 1, frame)
+    flipped = bytearray(link.request(link.INFER, 2, frame))
+    flipped[40] ^= 0x08
+    with Emulator(folder, exe) as emu, open_port(emu.port, 115200) as ser:
+        reader = link.ReplyReader(1 << 12)
+        ser.write(b"\x00\x13\x5a" + bytes(flipped))  # garbage before the sync byte, then a payload bit flipped
+        ser.write(link.request(link.INFER, 3, frame[:-2]))  # a frame two bytes short
+        ser.write(link.request(0x42, 4))  # an unknown type
+        ser.write(link.request(link.LOOPBACK, 5, bytes(plan["loop_bytes"] + 1)))  # longer than the buffer
+        got = read_replies(ser, reader, 4)
+        assert [(r.kind, r.seq, r.payload) for r in got] == [
+            (link.NAK, 2, b"\x01"), (link.NAK, 3, b"\x02"), (link.NAK, 4, b"\x03"), (link.NAK, 5, b"\x02")]
+        ser.write(good[:30])  # cut short: the board gives up after its idle time
+        got = read_replies(ser, reader, 1)
+        assert [(r.kind, r.seq, r.payload) for r in got] == [(link.NAK, 1, b"\x05")]
+        ser.write(good)
+        got = read_replies(ser, reader, 1)
+        assert got[0].kind == link.INFER | link.REPLY and got[0].seq == 1
+        out = decode_outputs([got[0].payload[:reply_bytes(plan)]], plan)
+        assert np.array_equal(out[0], execute(model, x[:1])["y"][0])
+
+
+def test_frames_beyond_the_window_are_refused_whole_never_mixed(board_build, tmp_path):
+    """With a window of one, a frame that arrives while the one before is still unanswered gets NAK 4 (busy)
+    and is dropped whole; the frames taken are answered correctly."""
+    folder, model, plan, exe = board_build
+    one = tmp_path / "window1"
+    shutil.copytree(folder / "rtl", one / "rtl", ignore=shutil.ignore_patterns("obj_*"))
+    (one / "board.json").write_text(json.dumps({**plan, "window": 1}))
+    x = random_frames(model, 4, seed=4)
+    want = execute(model, x)["y"]
+    frames = encode_frames(x, plan)
+    with Emulator(one) as emu, open_port(emu.port, 115200) as ser:
+        reader = link.ReplyReader(1 << 12)
+        ser.write(b"".join(link.request(link.INFER, 10 + k, f) for k, f in enumerate(frames)))
+        got = {r.seq: r for r in read_replies(ser, reader, 4)}
+    assert sorted(got) == [10, 11, 12, 13]
+    assert any(r.kind == link.NAK for r in got.values())
+    for k in range(4):
+        r = got[10 + k]
+        if r.kind == link.NAK:
+            assert r.payload == b"\x04"
+        else:
+            assert np.array_equal(decode_outputs([r.payload[:reply_bytes(plan)]], plan)[0], want[k])
+
+
+class Flaky:
+    """A serial port that flips a bit in every third request it sends: the board NAKs, the host retries."""
+
+    def __init__(self, ser):
+        self.ser, self.n = ser, 0
+
+    def write(self, data):
+        self.n += 1
+        if self.n % 3 == 0 and len(data) > 8:
+            data = bytearray(data)
+            data[len(data) // 2] ^= 0x01
+        return self.ser.write(bytes(data))
+
+    def read(self, n):
+        return self.ser.read(n)
+
+    @property
+    def in_waiting(self):
+        return self.ser.in_waiting
+
+
+def test_corrupted_requests_are_retried_not_dropped(board_build):
+    folder, model, plan, exe = board_build
+    x = random_frames(model, 6, seed=5)
+    with Emulator(folder, exe) as emu, open_port(emu.port, 115200) as ser:
+        ln = link.Link(Flaky(ser), reply_timeout=10)
+        results = ln.run(encode_frames(x, plan), window=plan["window"], reply_bytes=reply_bytes(plan))
+    assert ln.stats.retries >= 1 and ln.stats.naks.get("bad CRC", 0) >= 1
+    assert np.array_equal(decode_outputs([r.payload for r in results], plan), execute(model, x)["y"])
+
+
+def test_infer_and_emulate_commands(board_build, tmp_path, capsys):
+    folder, model, plan, exe = board_build
+    x = random_frames(model, 3, seed=6)
+    np.save(tmp_path / "x.npy", x)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "onebit", "emulate", str(folder)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("virtual ulx3s-85f on "), line
+        port = line.split(" on ", 1)[1].split(":", 1)[0]
+        code, out, err = call(capsys, "infer", folder, "--port", port, "--input", tmp_path / "x.npy", "--output",
+                              tmp_path / "y.npy", "--json")
+        assert code == 0, err
+        r = json.loads(out)
+        assert r["frames"] == 3 and r["limited_by"] in ("link", "accelerator")
+        assert np.array_equal(np.load(tmp_path / "y.npy"), execute(model, x)["y"])
+        # the port is held exclusively while a host talks to it
+        with open_port(port, 115200):
+            code, out, err = call(capsys, "infer", folder, "--port", port, "--input", tmp_path / "x.npy")
+        assert code == 2 and err.startswith("error: --port") and err.count("\n") == 1, err
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_infer_refuses_bad_ports_inputs_and_other_designs(board_build, tmp_path, capsys):
+    folder, model, plan, exe = board_build
+    np.save(tmp_path / "x.npy", random_frames(model, 1))
+    np.save(tmp_path / "bad.npy", np.zeros((1, 3, 3, 8), np.float32))
+    code, out, err = call(capsys, "infer", folder, "--port", tmp_path / "nope", "--input", tmp_path / "x.npy")
+    assert code == 2 and err.startswith("error: --port") and "cannot open" in err, err
+    code, out, err = call(capsys, "infer", folder, "--port", "/dev/null", "--input", tmp_path / "bad.npy")
+    assert code == 2 and "expected frames of shape (N, 4, 4, 8)" in err, err
+    other = tmp_path / "other"
+    other.mkdir()
+    p = load_plan(folder)
+    p["design_id"] ^= 1
+    (other / "board.json").write_text(json.dumps(p))
+    with Emulator(folder, exe) as emu:
+        code, out, err = call(capsys, "infer", other, "--port", emu.port, "--input", tmp_path / "x.npy")
+    assert code == 2 and "runs a different design" in err, err
+    (other / "board.json").write_text(json.dumps({**p, "window": "two"}))
+    code, out, err = call(capsys, "infer", other, "--port", "/dev/null", "--input", tmp_path / "x.npy")
+    assert code == 2 and "window is missing or not valid" in err, err
+
+
+def test_build_for_a_board_runs_the_virtual_board(tmp_path, capsys):
+    """`onebit build --board`: the board top, its constraint file and the virtual board's check on frames run
+    through onebit infer's protocol; Yosys synthesises the board top with its PLL."""
+    from onebit.export.dataflow.folding_search import fold_for_target
+    from onebit.export.dataflow.graph import load_dataflow
+    from onebit.hw.boards import parse_constraints
+
+    model, _ = fold_for_target(load_dataflow(tiny_dataflow(tmp_path)), 1000, 50)
+    model.save(str(tmp_path / "f.onnx"))
+    capsys.readouterr()  # what the export printed
+    code, out, err = call(capsys, "build", tmp_path / "f.onnx", "--board", "ulx3s-85f", "--out", tmp_path / "b",
+                          "--frames", 5, "--no-pnr", "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["device"] == "ecp5-85k" and r["board"]["emulation"]["outputs_equal"]
+    assert r["board"]["emulation"]["frames"] == 4
+    assert r["synth"]["top"] == "onebit_board_top" and r["synth"]["resources"]["luts"] > 0
+    assert any(k.startswith("EHXPLLL") for k in r["synth"]["cells"]), r["synth"]["cells"]
+    pins = parse_constraints("ecp5", (tmp_path / "b" / "rtl" / r["board"]["constraints"]).read_text())
+    board = check_board("ulx3s-85f")
+    assert pins["clk_osc"] == board.clock.site and pins["uart_rx"] == board.uart_rx.site
+    assert pins["uart_tx"] == board.uart_tx.site
+
+
+def test_unknown_board_and_baud_without_board(tmp_path, capsys):
+    code, out, err = call(capsys, "build", tmp_path / "g.onnx", "--board", "nosuch", "--out", tmp_path / "b")
+    assert code == 2 and "unknown board 'nosuch'" in err and "ulx3s-85f" in err, err
+    code, out, err = call(capsys, "build", tmp_path / "g.onnx", "--baud", "9600", "--out", tmp_path / "b")
+    assert code == 2 and err.startswith("error: --baud"), err
+    code, out, err = call(capsys, "build", tmp_path / "g.onnx", "--board", "icebreaker", "--baud", "6000000",
+                          "--out", tmp_path / "b")
+    assert code == 2 and "too fast" in err, err

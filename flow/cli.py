@@ -84,6 +84,7 @@ def resolve_config(out: Path, config_file: str | None, flags: dict, log) -> dict
 
 
 def _summary_lines(results: dict, cfg: dict, out: Path) -> list[str]:
+    from onebit.flow import config
     from onebit.flow.stages import REPORT
     from onebit.flow.verify import summary_line
 
@@ -102,8 +103,15 @@ def _summary_lines(results: dict, cfg: dict, out: Path) -> list[str]:
         lines.append(f"simulator: {s['fps']:,.0f} frames/s at {cfg['hw']['clock_mhz']:g} MHz, latency "
                      f"{s['latency_us']:,.1f} us")
     hw = results.get("hw") or {}
+    b = hw.get("board")
+    if b:
+        em = ("virtual board " + ("equal to the reference" if b["board_outputs_equal"] else "DIFFERENT") +
+              f" on {b['board_frames']} frames; " if b.get("board_frames") else "")
+        lines.append(f"board {b['name']}: pins in {out / 'hw' / 'rtl' / b['constraints']}; {em}link "
+                     f"{b['link_frames_per_second'] or 0:,.0f} frames/s at {b['baud']:,} baud, accelerator "
+                     f"{b['accelerator_frames_per_second'] or 0:,.0f} frames/s: limited by the {b['limited_by']}")
     if hw.get("fmax_mhz"):
-        lines.append(f"{cfg['hw']['device']}: fmax {hw['fmax_mhz']:.1f} MHz, "
+        lines.append(f"{config.device(cfg)}: fmax {hw['fmax_mhz']:.1f} MHz, "
                      f"{hw.get('frames_per_second') or 0:,.0f} frames/s; " +
                      ", ".join(f"{k} {v}" for k, v in (hw.get("resources") or {}).items()))
     if "verify" in results:
@@ -127,7 +135,12 @@ def _summary_lines(results: dict, cfg: dict, out: Path) -> list[str]:
 @click.option("--frames", type=click.IntRange(1), default=None,
               help="Test images checked through pack, export and the simulator (default: all).")
 @click.option("--target-fps", type=FiniteFloat(), default=None, help="Frames/s the folding must reach (default 1000).")
-@click.option("--device", default=None, help="FPGA for synthesis and place and route (default ecp5-25k).")
+@click.option("--device", default=None,
+              help="FPGA for synthesis and place and route (default: the board's, else ecp5-25k).")
+@click.option("--board", default=None,
+              help="Build for a board ('onebit boards', or a .toml profile): pins, PLL, a UART host link, and a "
+                   "virtual-board check.")
+@click.option("--baud", type=click.IntRange(1), default=None, help="With --board: the host link's baud rate.")
 @click.option("--clock-mhz", type=FiniteFloat(), default=None,
               help="Clock for folding, simulation and timing (default 50).")
 @click.option("--model", default=None,

@@ -20,6 +20,7 @@ from onebit.errors import ConfigError, check_positive, renamed
 from onebit.training.trainer import TrainConfig
 
 CONFIG_FILE = "run.toml"
+DEFAULT_DEVICE = "ecp5-25k"
 
 
 @dataclass
@@ -53,7 +54,10 @@ class Fold:
 
 @dataclass
 class Hw:
-    device: str = "ecp5-25k"
+    device: str | None = None  # None: the board's device, else DEFAULT_DEVICE
+    board: str | None = None  # a board ('onebit boards') or a board's .toml file: its pins, PLL and host link
+    baud: int | None = None  # the host link's baud rate (None: the board's)
+    board_frames: int = 32  # test images run through the virtual board (the board-level design behind a pty)
     clock_mhz: float = 50.0
     frames: int = 4  # test images co-simulated in Verilator edge by edge (every beat's value and cycle)
     cosim_seconds: float = 120.0  # then every test image's output, as far as Verilator gets in about this long
@@ -141,6 +145,7 @@ def merge(*layers: dict) -> dict:
 FLAGS = {"data.dataset": "--data", "model.arch": "--arch", "model.act": "--act", "model.abits": "--abits",
          "train.epochs": "--epochs", "train.seed": "--seed", "verify.frames": "--frames",
          "fold.target_fps": "--target-fps", "hw.device": "--device", "hw.clock_mhz": "--clock-mhz",
+         "hw.board": "--board", "hw.baud": "--baud",
          "model.onnx": "--model", "model.input_type": "--input-type", "model.input_scale": "--input-scale"}
 
 
@@ -178,7 +183,8 @@ def check_values(cfg: dict) -> None:
     with renamed(ARCH_PARAMS):
         parse_arch(m["arch"], act=m["act"], abits=m["abits"], temperature=m["temperature"])
     for section, key, integer in [("verify", "frames", True), ("fold", "target_fps", False),
-                                  ("fold", "max_luts", True), ("hw", "clock_mhz", False), ("hw", "frames", True)]:
+                                  ("fold", "max_luts", True), ("hw", "clock_mhz", False), ("hw", "frames", True),
+                                  ("hw", "baud", True), ("hw", "board_frames", True)]:
         _positive(cfg, section, key, integer)
     with renamed(TRAIN_PARAMS):
         TrainConfig(**cfg["train"]).check()
@@ -188,8 +194,50 @@ def check_values(cfg: dict) -> None:
     if cfg["hw"]["pnr"] and not cfg["hw"]["synth"]:
         raise ConfigError("hw.pnr: true needs hw.synth = true (place and route works on the synthesised netlist)",
                           param="hw.pnr")
+    if cfg["hw"]["board"] is not None:
+        _check_board(cfg["hw"])
+    elif cfg["hw"]["baud"] is not None:
+        raise ConfigError("hw.baud: the host link's baud rate needs a board (hw.board, --board)", param="hw.baud")
     if cfg["hw"]["synth"]:
-        _check_device(cfg["hw"]["device"])
+        _check_device(device(cfg))
+
+
+def device(cfg: dict) -> str:
+    """The run's FPGA: ``[hw] device``, else the board's, else DEFAULT_DEVICE."""
+    hw = cfg["hw"]
+    if hw["device"] is not None:
+        return hw["device"]
+    return board(cfg).device if hw["board"] is not None else DEFAULT_DEVICE
+
+
+def board(cfg: dict):
+    """The run's :class:`~onebit.hw.boards.Board` (None without ``[hw] board``)."""
+    if cfg["hw"]["board"] is None:
+        return None
+    from onebit.hw.boards import check_board
+
+    try:
+        return check_board(cfg["hw"]["board"])
+    except ConfigError as e:
+        raise ConfigError(f"hw.board: {e}", param="hw.board") from None
+
+
+def _check_board(hw: dict) -> None:
+    """The board exists, carries ``[hw] device`` if one is set, and its link and PLL can make ``[hw] baud`` and
+    ``[hw] clock_mhz`` -- checked before any stage spends time."""
+    try:
+        from onebit.hw.board import check_baud
+        from onebit.hw.pll import pll_config
+    except ModuleNotFoundError:  # the hardware stage says so itself when it is reached
+        return
+    profile = board({"hw": hw})
+    if hw["device"] is not None and hw["device"] != profile.device:
+        raise ConfigError(f"hw.device: {profile.name} carries a {profile.device}, got {hw['device']} (leave the "
+                          f"device out with a board)", param="hw.device")
+    with renamed({"baud": "hw.baud"}):
+        check_baud(profile, hw["baud"])
+    with renamed({"clock_mhz": "hw.clock_mhz"}):
+        pll_config(profile.family, profile.clock_hz, hw["clock_mhz"] * 1e6)
 
 
 def _check_user_model(m: dict) -> None:

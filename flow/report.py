@@ -198,11 +198,53 @@ def hardware(ctx: Context, d: dict) -> str:
             ("bitstream", esc(f"hw/synth/{synth['bitstream']}" if synth.get("bitstream") else "-"))]
     res = synth.get("resources") or {}
     parts = [pairs(rows)]
+    if b.get("board"):
+        parts.append(board(b))
     if res:
         parts.append(table(["resource", "used"], [[esc(k), num(v) if not isinstance(v, dict) else
                                                    esc(", ".join(f"{a} {num(x)}" for a, x in v.items()))]
                                                   for k, v in res.items()]))
     return "\n".join(parts)
+
+
+def board(b: dict) -> str:
+    """The board build: its pins and link, the link's frames/s beside the accelerator's, and what it uses of the
+    board's FPGA."""
+    bd, synth = b["board"], b.get("synth") or {}
+    em = bd.get("emulation") or {}
+    rows = [("board", esc(bd["name"])), ("constraint file", esc(f"hw/rtl/{bd['constraints']}")),
+            ("accelerator clock (PLL)", f"{num(bd['accelerator_clock_mhz'], 2)} MHz"),
+            ("host link", f"{num(bd['baud'], 0)} baud (UART 8N1)"),
+            ("link frames/s", num(bd.get("link_frames_per_second"))),
+            ("accelerator frames/s", num(bd.get("accelerator_frames_per_second"))),
+            ("limited by", esc(bd.get("limited_by", "-"))),
+            ("virtual board", esc(f"{em['frames']} frames through onebit infer's protocol, outputs "
+                                  f"{'equal to the reference' if em['outputs_equal'] else 'DIFFERENT'}")
+             if em else "did not run")]
+    parts = ["<h3>Board</h3>", pairs(rows)]
+    use = synth.get("utilisation") or _synthesis_use(synth.get("resources") or {}, b.get("device"))
+    if use:
+        parts.append(f"<p>What the design uses of the board's {esc(b.get('device'))} "
+                     f"({'after place and route' if synth.get('utilisation') else 'Yosys counts, before placement'}):"
+                     f"</p>")
+        parts.append(table(["resource", "used", "available", "share"],
+                           [[esc(k), num(v.get("used")), num(v.get("available")),
+                             pct(v["used"] / v["available"]) if v.get("available") else "-"]
+                            for k, v in use.items()]))
+    return "\n".join(parts)
+
+
+def _synthesis_use(res: dict, device: str | None) -> dict:
+    """Yosys's LUT, FF and block-RAM counts against the device's (when there was no place and route)."""
+    try:
+        from onebit.hw.synth import DEVICES
+    except ModuleNotFoundError:
+        return {}
+    dev = DEVICES.get(device)
+    if dev is None or not res:
+        return {}
+    return {name: {"used": res[key], "available": have} for name, key, have in
+            (("LUT", "luts", dev.luts), ("FF", "ffs", dev.ffs), ("block RAM", "bram", dev.bram)) if key in res}
 
 
 def verification(d: dict) -> str:

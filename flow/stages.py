@@ -222,18 +222,27 @@ def hw_stage(ctx: Context) -> dict:
     frames = np.load(ctx.path(FRAMES), allow_pickle=False)
     with np.load(ctx.path(SIM_OUT), allow_pickle=False) as sim:
         expected = sim["labels"]
-    report = build(ctx.path(FOLDED), ctx.path("hw"), device=hw["device"], clock_mhz=hw["clock_mhz"],
+    report = build(ctx.path(FOLDED), ctx.path("hw"), device=config.device(ctx.cfg), clock_mhz=hw["clock_mhz"],
                    inputs=frames, expected=expected, edge_frames=hw["frames"], cosim_seconds=hw["cosim_seconds"],
-                   synth=hw["synth"], pnr=hw["pnr"], log=ctx.sublog,
+                   synth=hw["synth"], pnr=hw["pnr"], log=ctx.sublog, board=config.board(ctx.cfg), baud=hw["baud"],
+                   board_frames=hw["board_frames"],
                    strict=False)  # a co-simulation mismatch goes into the verdict and the report
     cosim, synth = report.get("cosim", {}), report.get("synth") or {}
     outputs = report.get("cosim_outputs") or {}
-    return {"frames": cosim.get("frames"), "outputs_equal": cosim.get("outputs_equal"),
-            "cycles_equal": cosim.get("cycles_equal"), "output_frames": outputs.get("frames", 0),
-            "output_frames_of": int(len(frames)), "outputs_exact": outputs.get("cycles_equal"),
-            "ii_cycles": report.get("ii_cycles"), "latency_cycles": report.get("latency_cycles"),
-            "resources": synth.get("resources"), "fmax_mhz": synth.get("fmax_mhz"),
-            "bitstream": synth.get("bitstream"), "frames_per_second": report.get("frames_per_second")}
+    result = {"frames": cosim.get("frames"), "outputs_equal": cosim.get("outputs_equal"),
+              "cycles_equal": cosim.get("cycles_equal"), "output_frames": outputs.get("frames", 0),
+              "output_frames_of": int(len(frames)), "outputs_exact": outputs.get("cycles_equal"),
+              "ii_cycles": report.get("ii_cycles"), "latency_cycles": report.get("latency_cycles"),
+              "resources": synth.get("resources"), "fmax_mhz": synth.get("fmax_mhz"),
+              "bitstream": synth.get("bitstream"), "frames_per_second": report.get("frames_per_second")}
+    if "board" in report:
+        b = report["board"]
+        em = b.get("emulation") or {}
+        result["board"] = {"name": b["name"], "constraints": b["constraints"], "baud": b["baud"],
+                           "board_frames": em.get("frames", 0), "board_outputs_equal": em.get("outputs_equal"),
+                           **{k: b.get(k) for k in ("link_frames_per_second", "accelerator_frames_per_second",
+                                                    "limited_by")}}
+    return result
 
 
 # ----- verify and report -------------------------------------------------------------------------------------
@@ -293,6 +302,10 @@ def _summary_hw(r):
     if r.get("output_frames"):
         parts.append(f"outputs {'exact' if r['outputs_exact'] else 'DIFFERENT'} on "
                      f"{r['output_frames']:,} of {r['output_frames_of']:,} frames")
+    b = r.get("board") or {}
+    if b.get("board_frames"):
+        parts.append(f"virtual {b['name']} {'equal' if b['board_outputs_equal'] else 'DIFFERENT'} on "
+                     f"{b['board_frames']} frames")
     if r.get("fmax_mhz"):
         parts.append(f"fmax {r['fmax_mhz']:.1f} MHz")
     return "; ".join(parts)
@@ -313,7 +326,8 @@ STAGES = [
           writes=(SIM_JSON, SIM_CYCLES, SIM_TIMELINE, SIM_OUT), summary=_summary_sim,
           params={**CLOCK, "frames": "verify.frames"}),
     Stage("hw", hw_stage, config=("hw",), reads=(FOLDED, FRAMES, SIM_OUT), writes=(BUILD,), summary=_summary_hw,
-          params={**CLOCK, "device": "hw.device", "edge_frames": "hw.frames", "cosim_seconds": "hw.cosim_seconds"}),
+          params={**CLOCK, "device": "hw.device", "edge_frames": "hw.frames", "cosim_seconds": "hw.cosim_seconds",
+                  "board": "hw.board", "baud": "hw.baud", "board_frames": "hw.board_frames"}),
     Stage("verify", verify_stage, config=("hw",),
           reads=(PACK_JSON, PARITY, DATAFLOW, FRAMES, SIM_OUT, BUILD), writes=(VERIFY,), summary=_summary_verify),
     Stage("report", report_stage, reads=(config.CONFIG_FILE, "train/metrics.jsonl", "train/curves.png", PACK_JSON,
@@ -342,7 +356,12 @@ def stages_for(cfg: dict) -> list[Stage]:
     """The stage list of a configuration; a user's network is read by its stage (the file's content is part of
     that stage's key)."""
     path = cfg["model"]["onnx"]
-    if path is None:
-        return STAGES
-    lower = dataclasses.replace(USER_MODEL_STAGES[0], reads=(str(Path(path).resolve()),))
-    return [lower, *USER_MODEL_STAGES[1:]]
+    stages = STAGES
+    if path is not None:
+        lower = dataclasses.replace(USER_MODEL_STAGES[0], reads=(str(Path(path).resolve()),))
+        stages = [lower, *USER_MODEL_STAGES[1:]]
+    board = cfg["hw"]["board"]
+    if board is not None and Path(board).is_file():  # a board's .toml: its content is part of the hw stage's key
+        stages = [dataclasses.replace(s, reads=(*s.reads, str(Path(board).resolve()))) if s.name == "hw" else s
+                  for s in stages]
+    return stages

@@ -124,6 +124,7 @@ def hw_rows(build: dict | None, hw: dict) -> list[dict]:
     if build is None:
         return cosim_rows(None)
     rows = cosim_rows(build.get("cosim", {}), build.get("frames")) + output_rows(build.get("cosim_outputs"))
+    rows += board_rows(build.get("board"))
     if not hw["pnr"]:
         return rows + [row("hw", "place and route, bitstream", None, None, "not requested ([hw] pnr = false)")]
     synth = build.get("synth") or {}
@@ -134,6 +135,24 @@ def hw_rows(build: dict | None, hw: dict) -> list[dict]:
     rows.append(row("hw", "bitstream", bool(bit) if synth else None, None,
                     f"hw/synth/{bit}" if bit else "not written"))
     return rows
+
+
+def board_rows(board: dict | None) -> list[dict]:
+    """``board``: the build's board section (None: not a board build)."""
+    if board is None:
+        return []
+    check = f"virtual {board['name']} (board-level RTL, UART link, onebit infer) = reference executor"
+    em = board.get("emulation")
+    if not em:
+        return [row("hw", check, None, 0, "did not run (the co-simulation failed first)")]
+    if not em["outputs_equal"]:
+        return [row("hw", check, False, em["frames"], em.get("mismatch", "outputs differ"))]
+    retries = f", {em['retries']} retries" if em.get("retries") else ""
+    return [row("hw", check, True, em["frames"],
+                f"outputs equal on {em['frames']} frames at {board['baud']:,} baud (bit time scaled to "
+                f"{em['scaled_bit_clocks']} link clocks){retries}; link {board['link_frames_per_second']:,.0f} "
+                f"frames/s, accelerator {board['accelerator_frames_per_second']:,.0f} frames/s: limited by the "
+                f"{board['limited_by']}")]
 
 
 # ----- the verdict -----------------------------------------------------------------------------------------

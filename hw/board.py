@@ -230,6 +230,18 @@ def reply_bytes(p: dict) -> int:
     return p["output"]["beat_bytes"] * p["output"]["beats"]
 
 
+FRAMING_BYTES = 7  # sync, type, sequence, length (2), CRC (2)
+CYCLES_BYTES = 4  # the accelerator's cycle count in every INFER reply
+
+
+def link_frames_per_second(p: dict, clock_hz: float, bit_q8: int) -> float:
+    """Frames/s the UART carries at a bit time of ``bit_q8 / 256`` clocks of ``clock_hz`` (8N1: 10 bits a byte),
+    in its busier direction: the request with the input codes, or the reply with the outputs and cycle count."""
+    request = p["input"]["beat_bytes"] * p["input"]["beats"] + FRAMING_BYTES
+    reply = reply_bytes(p) + CYCLES_BYTES + FRAMING_BYTES
+    return clock_hz * 256 / bit_q8 / 10 / max(request, reply)
+
+
 def check_info(info: dict, p: dict, port: str) -> None:
     """The board's INFO against ``board.json``: the same design, frame layout and window."""
     if info["version"] != link.PROTOCOL_VERSION:

@@ -140,7 +140,7 @@ def build(graph: str | Path, out: str | Path, *, device: str = "ecp5-25k", clock
 
 def _emulate(out: Path, model, plan: dict, ii: int, x: np.ndarray, expected: np.ndarray | None) -> dict:
     """The board-level design in Verilator behind a pseudo-terminal, driven by ``onebit infer``'s own code."""
-    from onebit.hw.board import BOARD_FILE
+    from onebit.hw.board import BOARD_FILE, link_frames_per_second
     from onebit.hw.emulate import Emulator
     from onebit.hw.host import infer
 
@@ -150,11 +150,11 @@ def _emulate(out: Path, model, plan: dict, ii: int, x: np.ndarray, expected: np.
     with Emulator(out) as emu:
         got, r = infer(out, emu.port, x)
     equal = bool(np.array_equal(got.reshape(len(x), -1), np.asarray(want).reshape(len(x), -1)))
-    link_fps = r["link_frames_per_second"]
+    link_fps = link_frames_per_second(plan, plan["link"]["clock_hz"], plan["link"]["bit_q8"])  # at the real baud
     acc_fps = plan["accelerator"]["clock_hz"] / ii
     em = {"frames": len(x), "outputs_equal": equal, "seconds": r["seconds"], "retries": r["retries"],
-          "accelerator_cycles": r["accelerator_cycles"],
-          "scaled_bit_clocks": plan["emulation"]["bit_clocks"]}
+          "accelerator_cycles": r["accelerator_cycles"], "scaled_bit_clocks": plan["emulation"]["bit_clocks"],
+          "link_frames_per_second": r["link_frames_per_second"]}
     if not equal:
         k = int(np.flatnonzero((got.reshape(len(x), -1) != np.asarray(want).reshape(len(x), -1)).any(axis=1))[0])
         em["mismatch"] = (f"frame {k}: the virtual board answered {got[k].ravel().tolist()}, the reference "

@@ -13,7 +13,8 @@ from onebit.errors import ConfigError, check_positive, renamed
 @click.command("build")
 @click.argument("graph", type=click.Path(dir_okay=False))
 @click.option("--device", default=None,
-              help="FPGA: ecp5-25k, ecp5-45k, ecp5-85k or ice40-up5k (default: the board's, else ecp5-25k).")
+              help="FPGA: ecp5-12k, ecp5-25k, ecp5-45k, ecp5-85k, ice40-up5k or gowin-gw1nr9 (default: the board's, "
+                   "else ecp5-25k).")
 @click.option("--board", default=None,
               help="Build for a board ('onebit boards', or a .toml profile): its pins, PLL and a serial host link.")
 @click.option("--baud", type=click.IntRange(1), default=None, help="Host link baud rate (default: the board's).")

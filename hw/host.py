@@ -12,7 +12,8 @@ import numpy as np
 
 from onebit.errors import ConfigError, ToolError
 from onebit.hw import link
-from onebit.hw.board import check_info, decode_outputs, encode_frames, load_plan, reply_bytes
+from onebit.hw.board import (CYCLES_BYTES, FRAMING_BYTES, check_info, decode_outputs, encode_frames,
+                             link_frames_per_second, load_plan, reply_bytes)
 
 BITSTREAMS = ("onebit.bit", "onebit.bin", "onebit.fs")
 
@@ -43,8 +44,8 @@ def infer(folder: str | Path, port: str, x: np.ndarray, *, labels: np.ndarray | 
         if len(labels) != len(frames):
             raise ConfigError(f"labels: {len(labels)} labels for {len(frames)} frames", param="labels")
     baud = int(baud or p["link"]["baud"])
-    frame_bytes = len(frames[0]) + 7
-    reply = reply_bytes(p) + 4 + 7
+    frame_bytes = len(frames[0]) + FRAMING_BYTES
+    reply = reply_bytes(p) + CYCLES_BYTES + FRAMING_BYTES
     if reply_timeout is None:  # a frame's round trip at the link's speed, generously (10 bits a byte)
         reply_timeout = max(2.0, 50 * (frame_bytes + reply) * 10 / baud)
     with open_port(port, baud) as ser:
@@ -57,7 +58,7 @@ def infer(folder: str | Path, port: str, x: np.ndarray, *, labels: np.ndarray | 
     s = ln.stats
     cycles = np.array([r.cycles for r in results], np.int64)
     fps = len(frames) / s.seconds if s.seconds > 0 else 0.0
-    link_fps = info["link_clock_hz"] * 256 / info["bit_q8"] / 10 / frame_bytes
+    link_fps = link_frames_per_second(p, info["link_clock_hz"], info["bit_q8"])
     report = {"port": port, "frames": len(frames), "seconds": round(s.seconds, 3), "frames_per_second": round(fps, 2),
               "link_frames_per_second": round(link_fps, 2),
               "accelerator_cycles": {"min": int(cycles.min()), "max": int(cycles.max()),

@@ -234,3 +234,87 @@ def test_unknown_board_and_baud_without_board(tmp_path, capsys):
     code, out, err = call(capsys, "build", tmp_path / "g.onnx", "--board", "icebreaker", "--baud", "6000000",
                           "--out", tmp_path / "b")
     assert code == 2 and "too fast" in err, err
+
+
+USER_BOARD = """\
+name = "my-board"
+title = "My board (LFE5U-25F)"
+family = "ecp5"
+device = "ecp5-25k"
+part = "LFE5U-25F-6BG381C"
+package = "CABGA381"
+speed = "6"
+clock = { site = "P3", attrs = { IO_TYPE = "LVCMOS33" } }
+clock_hz = 25e6
+uart_rx = "M1"
+uart_tx = "L4"
+leds = ["B2"]
+baud = 115200
+serial = "FT231X"
+programmer = ["-b", "ulx3s"]
+"""
+
+
+def test_run_for_a_board_adds_the_virtual_board_to_the_verification(tmp_path, capsys):
+    """`onebit run --board` on a user's TFC (a board given as its own .toml file): the hw stage builds the board
+    top and runs test images through the virtual board; the verification table, the summary and the HTML report
+    show it, with the link's frames/s beside the accelerator's and what the design uses of the board's FPGA."""
+    bnn_pynq = pytest.importorskip("brevitas_examples.bnn_pynq.models")
+    import contextlib
+    import io
+
+    import torch
+    from brevitas.export import export_qonnx
+
+    torch.manual_seed(0)
+    model, _ = bnn_pynq.model_with_cfg("tfc_1w1a", pretrained=False)
+    with contextlib.redirect_stdout(io.StringIO()):
+        export_qonnx(model.eval(), torch.rand(1, 1, 28, 28), str(tmp_path / "tfc.onnx"))
+    board = tmp_path / "myboard.toml"
+    board.write_text(USER_BOARD)
+    (tmp_path / "c.toml").write_text(f"[model]\nonnx = {json.dumps(str(tmp_path / 'tfc.onnx'))}\n"
+                                     "[verify]\nframes = 24\n[hw]\nsynth = false\npnr = false\nframes = 2\n"
+                                     "board_frames = 6\n")
+    capsys.readouterr()
+    code, out, err = call(capsys, "run", "--config", tmp_path / "c.toml", "--input-type", "UINT8",
+                          "--input-scale", "1/255", "--board", board, "--baud", "1000000", "--out", tmp_path / "r",
+                          "-q")
+    assert code == 0, err
+    assert "board my-board: pins in" in out and "virtual board equal to the reference on 6 frames" in out, out
+    assert "1,000,000 baud" in out and "limited by the" in out, out
+    checks = json.loads((tmp_path / "r" / "verify.json").read_text())["checks"]
+    row = [c for c in checks if c["check"].startswith("virtual my-board")]
+    assert len(row) == 1 and row[0]["verdict"] == "pass" and row[0]["frames"] == 6, checks
+    assert "link " in row[0]["detail"] and "accelerator " in row[0]["detail"]
+    build = json.loads((tmp_path / "r" / "hw" / "build.json").read_text())
+    assert build["device"] == "ecp5-25k" and build["board"]["baud"] == 1_000_000
+    pins = (tmp_path / "r" / "hw" / "rtl" / build["board"]["constraints"]).read_text()
+    assert '"P3"' in pins and '"M1"' in pins and '"L4"' in pins, pins
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "<h3>Board</h3>" in html and "my-board" in html and "link frames/s" in html
+    # the board's file is part of the hw stage's key: editing it rebuilds the hardware
+    board.write_text(USER_BOARD.replace('"L4"', '"L5"'))
+    code, out, err = call(capsys, "run", "--config", tmp_path / "c.toml", "--input-type", "UINT8",
+                          "--input-scale", "1/255", "--board", board, "--baud", "1000000", "--out", tmp_path / "r",
+                          "-q", "--until", "hw")
+    assert code == 0 and "[4/6] hw: running" in err, err
+    assert '"L5"' in (tmp_path / "r" / "hw" / "rtl" / build["board"]["constraints"]).read_text()
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--board", "nosuch"], ["--board", "unknown board 'nosuch'", "ulx3s-85f"]),
+    (["--board", "ulx3s-85f", "--device", "ecp5-25k"], ["--device", "ulx3s-85f", "ecp5-85k"]),
+    (["--baud", "9600"], ["--baud", "board"]),
+    (["--board", "icebreaker", "--baud", "6000000"], ["--baud", "too fast"]),
+    (["--board", "ulx3s-85f", "--clock-mhz", "2000"], ["--clock-mhz", "EHXPLLL"]),
+    (["--board", "missing.toml"], ["--board", "missing.toml"]),
+])
+def test_run_refuses_bad_boards_before_training(tmp_path, capsys, monkeypatch, args, named):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = call(capsys, "run", "--out", "out", *args)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for thing in named:
+        assert thing in lines[0], (thing, lines[0])
+    assert not (tmp_path / "out" / "train").exists()

@@ -160,3 +160,12 @@ def test_place_route_and_bitstream_ecp5(tiny, tmp_path):
     r = synth.synthesize(tiny, device="ecp5-25k", clock_mhz=2000, out_dir=out, stop_after="pnr")
     assert r["timing_met"] is False and 0 < r["fmax_mhz"] < 2000
     assert r["bitstream"] is None and not bit.exists()
+
+
+def test_build_help_names_every_device(capsys):
+    from onebit.hw.synth import DEVICES
+    from testkit import call
+
+    code, out, _ = call(capsys, "build", "--help")
+    assert code == 0
+    assert all(name in " ".join(out.split()) for name in DEVICES), out

@@ -51,7 +51,7 @@ def test_toml_then_flags(tmp_path):
     cfg = resolve_config(tmp_path / "out", str(f), {"epochs": None, "target_fps": 800.0}, print)
     assert cfg["train"]["epochs"] == 3 and cfg["train"]["lr"] == 1.0 and isinstance(cfg["train"]["lr"], float)
     assert cfg["fold"]["target_fps"] == 800.0  # the flag wins
-    assert cfg["hw"]["clock_mhz"] == 40.0 and cfg["hw"]["device"] == "ecp5-25k"
+    assert cfg["hw"]["clock_mhz"] == 40.0 and config.device(cfg) == "ecp5-25k"
 
 
 def test_yaml_equals_toml(tmp_path):

@@ -280,3 +280,21 @@ def test_float_activation_run_is_refused(tmp_path, capsys):
                                        "train": {"data": "digits"}})
     line = cli_error(capsys, "export", run, "--out", tmp_path / "o", "--json")
     assert "--abits" in line and str(run) in line
+
+
+def test_a_head_whose_map_is_no_power_of_two_reloads(tmp_path):
+    """A 28x28 input leaves a 7x7 map at the head: the exact range of a sum of 49 values can fit a narrower type
+    than the global pool's rule (49 times the extreme, which the RTL sizes its sums by; wrn-8-2: INT17 against
+    INT18). The dataflow graph must carry the op's type, or it fails its own check when read back, as
+    `onebit run`'s sim stage reads the folded graph."""
+    from onebit.export.dataflow.ops import OPS
+
+    torch.manual_seed(0)
+    model = build_model(parse_arch("wrn-8-2", in_channels=1, abits=4)).eval()
+    codes = np.random.default_rng(1).integers(0, 256, (2, 1, 28, 28)).astype(np.float32)
+    report = export_model(model, codes, codes / np.float32(255.0), tmp_path, Passes())
+    assert report["integer_vs_dataflow"]["labels_identical"]
+    graph = dfg.load_dataflow(tmp_path / DATAFLOW_FILE)  # validates every annotation against its op
+    pool = [n for n in graph.graph.node if n.op_type == "GlobalAccPool"]
+    assert len(pool) == 1
+    assert graph.get_tensor_datatype(pool[0].output[0]) == OPS["GlobalAccPool"](pool[0]).output_dtype()

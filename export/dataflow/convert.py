@@ -261,10 +261,10 @@ class Converter:
     def on_ReduceSum(self, node):
         x = self.stream(node)
         _, h, w, c = x.shape
-        out_dt = self.int_dtype(node.output[0])
-        # the integer graph's exact range can be narrower than the op's rule (H*W times the input type's extreme)
-        out = self.emit("GlobalAccPool", [x.name], dtype=out_dt, NumChannels=c, PE=1,
-                        inputDataType=x.dtype.name, numInputVectors=[1, h, w])
+        # the op's own rule (H*W times the input type's extreme), which the RTL sizes its sums by: the integer
+        # graph's exact range is narrower when H*W is no power of two (7x7: INT17 where the rule says INT18)
+        out = self.emit("GlobalAccPool", [x.name], NumChannels=c, PE=1, inputDataType=x.dtype.name,
+                        numInputVectors=[1, h, w])
         self.streams[node.output[0]] = out
 
     def on_Flatten(self, node):

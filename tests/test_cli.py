@@ -36,7 +36,7 @@ def test_summary_wrn_20_10_json(capsys):
 def test_summary_text_tiny(capsys):
     code, out, err = call(capsys, "summary", "--arch", "tiny", "--in-channels", "1")
     assert code == 0, err
-    assert "74,514" in out and "74,512 binary" in out
+    assert "74,515" in out and "74,512 binary" in out
 
 
 @pytest.mark.slow

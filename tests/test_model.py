@@ -29,8 +29,9 @@ def convs(model: nn.Module) -> list[nn.Conv2d]:
     return [m for m in model.modules() if isinstance(m, nn.Conv2d)]
 
 
-def expected_counts(depth: int, k: int, in_ch: int, classes: int) -> tuple[int, int]:
-    """(all parameters, conv weights) of WRN-depth-k, from the architecture as the seeds describe it."""
+def expected_counts(depth: int, k: int, in_ch: int, classes: int, gain: bool = False) -> tuple[int, int]:
+    """(all parameters, conv weights) of WRN-depth-k, from the architecture as the seeds describe it; ``gain``:
+    with the quantized shifted-ReLU nets' logit gain."""
     n = (depth - 2) // 6
     widths = (16 * k, 32 * k, 64 * k)
     conv = 3 * 3 * in_ch * widths[0]  # first conv: 3x3, in -> 16k
@@ -40,7 +41,7 @@ def expected_counts(depth: int, k: int, in_ch: int, classes: int) -> tuple[int, 
             conv += 3 * 3 * c * w + 3 * 3 * w * w  # two 3x3 convs per block
             c = w
     conv += widths[2] * classes  # head: 1x1, 64k -> classes
-    return conv + 2 * in_ch, conv  # + the input BN's scale and offset
+    return conv + 2 * in_ch + gain, conv  # + the input BN's scale and offset
 
 
 def sign_pm1(w: torch.Tensor) -> torch.Tensor:
@@ -65,7 +66,7 @@ def test_wrn_20_10_parameter_counts():
 
 def test_tiny_parameter_counts_on_digits():
     model = build_model(parse_arch("tiny", in_channels=1, num_classes=10))
-    assert count_params(model) == 74_514
+    assert count_params(model) == 74_515  # + the logit gain
     assert count_binary(model) == 74_512
 
 
@@ -74,7 +75,7 @@ def test_tiny_parameter_counts_on_digits():
 @pytest.mark.parametrize("act", ["srelu", "bn-relu"])
 @pytest.mark.parametrize("abits", [None, 3])
 def test_wrn_d_k_counts_follow_the_architecture(depth, k, in_ch, classes, act, abits):
-    total, conv = expected_counts(depth, k, in_ch, classes)
+    total, conv = expected_counts(depth, k, in_ch, classes, gain=act == "srelu" and abits is not None)
     binary = build_model(parse_arch(f"wrn-{depth}-{k}", act=act, abits=abits, in_channels=in_ch,
                                     num_classes=classes))
     assert count_params(binary) == total
@@ -483,3 +484,43 @@ def test_srelu_zero_point_is_recorded_and_old_configs_keep_theirs():
 def test_bad_srelu_zero_point(kw, match):
     with pytest.raises(ConfigError, match=match):
         parse_arch("tiny", **kw)
+
+
+def test_quantized_srelu_nets_fix_the_input_scale_and_learn_a_logit_gain():
+    """Without BN in the body, the input BN's learned scale is the net's one global gain and saturates the
+    quantized net; those nets keep it at 1 and learn a gain on the logits."""
+    q = parse_arch("wrn-8-1", abits=4, in_channels=1)
+    assert (q.input_bn_learned, q.logit_gain) == (False, True)
+    for other in (parse_arch("wrn-8-1", in_channels=1), parse_arch("wrn-8-1", act="bn-relu", abits=4, in_channels=1)):
+        assert (other.input_bn_learned, other.logit_gain) == (True, False)
+    model = build_model(q)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    x, y = torch.rand(8, 1, 8, 8), torch.arange(8) % 10
+    for _ in range(3):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    assert torch.equal(model.input_bn.weight, torch.ones(1)) and torch.equal(model.input_bn.bias, torch.zeros(1))
+    assert model.logit_gain.item() != 1.0  # it is trained
+    gain = model.logit_gain.detach().clone()
+    model.eval()
+    with torch.no_grad():
+        logits = model(x)
+        model.logit_gain.fill_(1.0)
+        assert torch.allclose(model(x) * gain, logits)
+
+
+def test_checkpoints_recorded_before_the_scale_fields_keep_their_scales():
+    old = parse_arch("tiny", in_channels=1).to_dict()
+    for key in ("input_bn_learned", "logit_gain"):
+        del old[key]
+    legacy = ArchConfig.from_dict(old)
+    assert (legacy.input_bn_learned, legacy.logit_gain) == (True, False)
+    assert ArchConfig.from_dict(parse_arch("tiny", in_channels=1).to_dict()) == parse_arch("tiny", in_channels=1)
+
+
+@pytest.mark.parametrize("field, value, message", [("input_bn_learned", "yes", "true or false"),
+                                                   ("logit_gain", 1, "true or false")])
+def test_scale_fields_are_checked(field, value, message):
+    with pytest.raises(ConfigError, match=f"^{field}: expected .*{message}"):
+        ArchConfig(**{field: value})

@@ -5,7 +5,8 @@
 - ``(d-2)/6`` pre-activation blocks per stage, stages of width 16k, 32k, 64k:
   ``add(act -> conv(stride s) -> act -> conv, shortcut)``;
 - downsampling shortcut: 2x2 average pooling (szagoruyko) and the extra channels padded with zeros;
-- head: act -> 1x1 conv to the classes -> global average pool -> logits / T;
+- head: act -> 1x1 conv to the classes -> global average pool -> logits / T (times a learned gain in the
+  quantized shifted-ReLU nets, whose input BN then keeps scale 1 and offset 0: ``ArchConfig._resolve_scales``);
 - act: ``bn-relu`` (BN without scale or offset, then ReLU) or ``srelu`` (``max(x, -1)``, no BN in the body).
 
 Every conv, the first and the last included, is binary (``sqrt(2/fan_in) * sign(w)``) unless ``binary=False``.
@@ -97,6 +98,8 @@ class WRN(nn.Module):
         w1, w2, w3 = cfg.widths
         self.image_code = quant.image_quant() if cfg.quantized else nn.Identity()
         self.input_bn = nn.BatchNorm2d(cfg.in_channels, affine=True)
+        self.input_bn.weight.requires_grad_(cfg.input_bn_learned)
+        self.input_bn.bias.requires_grad_(cfg.input_bn_learned)
         self.input_code = (quant.signed_quant(quant.INPUT_BITS, quant.INPUT_RANGE)
                            if cfg.quantized else nn.Identity())
         self.conv0 = make_conv(cfg, cfg.in_channels, w1, 3)
@@ -111,6 +114,7 @@ class WRN(nn.Module):
         self.head_act = make_act(cfg, w3)
         self.head_conv = make_conv(cfg, w3, cfg.num_classes, 1)
         self.inv_temperature = 1.0 / cfg.logit_temperature
+        self.logit_gain = nn.Parameter(torch.ones(1)) if cfg.logit_gain else None
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -125,7 +129,8 @@ class WRN(nn.Module):
 
     def forward(self, x):
         x = self.head_conv(self.head_act(self.features(x)))
-        return x.mean(dim=(2, 3)) * self.inv_temperature
+        x = x.mean(dim=(2, 3)) * self.inv_temperature
+        return x if self.logit_gain is None else x * self.logit_gain
 
     def binary_convs(self) -> list[tuple[str, nn.Module]]:
         """The convs whose weights deploy as one bit each (empty for full-precision weights)."""

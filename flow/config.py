@@ -234,10 +234,10 @@ def _check_board(hw: dict) -> None:
     if hw["device"] is not None and hw["device"] != profile.device:
         raise ConfigError(f"hw.device: {profile.name} carries a {profile.device}, got {hw['device']} (leave the "
                           f"device out with a board)", param="hw.device")
-    with renamed({"baud": "hw.baud"}):
-        check_baud(profile, hw["baud"])
     with renamed({"clock_mhz": "hw.clock_mhz"}):
-        pll_config(profile.family, profile.clock_hz, hw["clock_mhz"] * 1e6)
+        pll = pll_config(profile.family, profile.clock_hz, hw["clock_mhz"] * 1e6)
+    with renamed({"baud": "hw.baud"}):
+        check_baud(profile, hw["baud"], pll.fout_hz)
 
 
 def _check_user_model(m: dict) -> None:

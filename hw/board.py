@@ -29,8 +29,9 @@ BOARD_TOP = "onebit_board_top"
 BOARD_FILE = "board.json"
 RTL_FILES = ("onebit_uart.v", "onebit_async_fifo.v", "onebit_board.v")
 WINDOW = 2  # frames the board's ring holds: one arriving while the one before runs
-MIN_BIT_CLOCKS = 8  # link clocks per UART bit at least (the receiver samples each bit in its middle)
-EMULATED_BIT_CLOCKS = 8  # the virtual board's UART bit time, in link clocks
+MIN_BIT_CLOCKS = 8  # link clocks per UART bit at least (the receiver samples each bit in its middle) ...
+MIN_WHOLE_BIT_CLOCKS = 4  # ... or this many when a bit is a whole number of clocks (no fractional jitter)
+EMULATED_BIT_CLOCKS = 8  # the virtual board's UART bit time, in link clocks (at most)
 LOOP_BYTES = 64
 IDLE_BYTES = 64  # byte times of silence that abandon a request
 
@@ -60,23 +61,36 @@ def _stream(design: Design, edge, width: int) -> dict:
             "beat_bytes": -(-width // 8)}
 
 
-def check_baud(board: Board, baud: int | None) -> int:
-    """The link's baud rate (default: the board's); ConfigError if the link clock cannot time its bits."""
+def _times_bits(clock_hz: float, baud: int) -> bool:
+    clocks = clock_hz / baud
+    return clocks >= MIN_BIT_CLOCKS or (clocks >= MIN_WHOLE_BIT_CLOCKS and clocks == int(clocks))
+
+
+def check_baud(board: Board, baud: int | None, acc_clock_hz: float | None = None) -> tuple[int, str]:
+    """The link's baud rate (default: the board's) and its clock: ``"oscillator"`` (the board's), else, for a
+    rate too fast for it, ``"pll"`` (the accelerator's clock ``acc_clock_hz``, as the PLL makes it). A clock
+    times a bit with at least MIN_BIT_CLOCKS clocks, or MIN_WHOLE_BIT_CLOCKS when the bit is a whole number of
+    clocks (12 Mbaud from 48 MHz); ConfigError if neither clock can."""
     baud = board.baud if baud is None else baud
-    if not isinstance(baud, int) or baud <= 0:
+    if isinstance(baud, bool) or not isinstance(baud, int) or baud <= 0:
         raise ConfigError(f"baud: expected a positive whole number, got {baud!r}", param="baud")
-    if board.clock_hz / baud < MIN_BIT_CLOCKS:
-        raise ConfigError(f"baud: {baud:,} is too fast for {board.name}'s {board.clock_hz / 1e6:g} MHz link clock "
-                          f"(at most {board.clock_hz / MIN_BIT_CLOCKS:,.0f}: {MIN_BIT_CLOCKS} clocks per bit)",
-                          param="baud")
-    return baud
+    if _times_bits(board.clock_hz, baud):
+        return baud, "oscillator"
+    if acc_clock_hz is not None and _times_bits(acc_clock_hz, baud):
+        return baud, "pll"
+    acc = "" if acc_clock_hz is None else f" or the {acc_clock_hz / 1e6:g} MHz accelerator clock"
+    raise ConfigError(f"baud: {baud:,} is too fast for {board.name}'s {board.clock_hz / 1e6:g} MHz link clock{acc}: "
+                      f"a bit needs {MIN_BIT_CLOCKS} clocks, or {MIN_WHOLE_BIT_CLOCKS} or more when it is a whole "
+                      f"number of them (the link runs from the accelerator's clock when the oscillator is too slow: "
+                      f"12 Mbaud with --clock-mhz 48 or 60, say)", param="baud")
 
 
 def plan(design: Design, board: Board, clock_mhz: float, baud: int | None = None) -> dict:
     """What ``board.json`` holds: streams, link and clock parameters; ConfigError for a baud rate the link clock
     cannot time or a clock the board's PLL cannot make."""
-    baud = check_baud(board, baud)
     pll = pll_config(board.family, board.clock_hz, clock_mhz * 1e6)
+    baud, source = check_baud(board, baud, pll.fout_hz)
+    link_hz = board.clock_hz if source == "oscillator" else pll.fout_hz
     ins = _stream(design, design.in_edge, design.in_width())
     outs = _stream(design, design.out_edge, design.out_width())
     frame_bytes = ins["beat_bytes"] * ins["beats"]
@@ -84,7 +98,7 @@ def plan(design: Design, board: Board, clock_mhz: float, baud: int | None = None
         raise ConfigError(f"the design's input frame is {frame_bytes:,} bytes; the link's frames hold at most "
                           f"65,535")
     last = design.layers[design.out_edge.producer]
-    bit_q8 = round(board.clock_hz / baud * 256)
+    bit_q8 = round(link_hz / baud * 256)
     return {
         "board": board.name, "family": board.family, "device": board.device, "part": board.part,
         "design_id": design_id(design), "input": ins, "output": outs, "window": WINDOW,
@@ -92,10 +106,11 @@ def plan(design: Design, board: Board, clock_mhz: float, baud: int | None = None
         "out_fifo": 1 << max(4, math.ceil(math.log2(last.pipeline_depth() + 8))),  # beats wait here for the link
         "out_slack": last.pipeline_depth() + 1,
         "loop_bytes": LOOP_BYTES,
-        "link": {"clock_hz": board.clock_hz, "baud": baud, "bit_q8": bit_q8,
-                 "baud_actual": round(board.clock_hz * 256 / bit_q8)},
+        "link": {"clock_hz": link_hz, "source": source, "baud": baud, "bit_q8": bit_q8,
+                 "baud_actual": round(link_hz * 256 / bit_q8)},
         "accelerator": {"clock_hz": pll.fout_hz, "requested_hz": clock_mhz * 1e6, "pll": dict(pll.params)},
-        "emulation": {"bit_clocks": EMULATED_BIT_CLOCKS},
+        # the virtual board's bit: EMULATED_BIT_CLOCKS, or the real one where that is shorter (12 Mbaud: 4)
+        "emulation": {"bit_clocks": min(EMULATED_BIT_CLOCKS, bit_q8 // 256)},
         "top": BOARD_TOP,
     }
 
@@ -115,7 +130,8 @@ def board_params(p: dict, bit_q8: int) -> str:
               "OUT_BEATS": p["output"]["beats"], "BUFFERS": p["window"],
               "RING_AW": int(math.log2(p["ring_bytes"])), "LOOP_AW": int(math.log2(p["loop_bytes"])),
               "OUT_AW": int(math.log2(p["out_fifo"])), "OUT_SLACK": p["out_slack"], "BIT_Q8": bit_q8,
-              "IDLE_CLOCKS": IDLE_BYTES * 10 * max(1, bit_q8 // 256)}
+              "IDLE_CLOCKS": IDLE_BYTES * 10 * max(1, bit_q8 // 256),
+              "LINK_ON_PLL": int(p["link"].get("source") == "pll")}
     text = ", ".join(f".{k}({int(v)})" for k, v in values.items())
     return text + f", .INFO_BYTES({len(info)}), .INFO({8 * len(info)}'h{int.from_bytes(info, 'little'):x})"
 
@@ -128,9 +144,12 @@ def top_verilog(p: dict, board: Board) -> str:
              "    input  wire uart_rx,", "    output wire uart_tx" + ("," if n else "")]
     if n:
         lines.append(f"    output wire [{n - 1}:0] led")
-    # the link runs from the oscillator as the PLL passes it on (an iCE40 pad that feeds a PLL drives nothing else)
-    lines += [");", "    wire clk_link, clk_acc, acc_locked;", "    wire [3:0] status;",
-              "    onebit_pll pll (.clk_in(clk_osc), .clk_out(clk_acc), .clk_ref(clk_link), .locked(acc_locked));",
+    # the link runs from the oscillator as the PLL passes it on (an iCE40 pad that feeds a PLL drives nothing
+    # else), or from the accelerator's clock when the oscillator is too slow for the baud rate
+    on_pll = p["link"].get("source") == "pll"
+    lines += [");", "    wire clk_link, clk_ref, clk_acc, acc_locked;", "    wire [3:0] status;",
+              "    onebit_pll pll (.clk_in(clk_osc), .clk_out(clk_acc), .clk_ref(clk_ref), .locked(acc_locked));",
+              f"    assign clk_link = {'clk_acc' if on_pll else 'clk_ref'};",
               f"    onebit_board #({board_params(p, p['link']['bit_q8'])}) board (",
               "        .clk_link(clk_link), .clk_acc(clk_acc), .acc_locked(acc_locked), .uart_rx(uart_rx),",
               "        .uart_tx(uart_tx), .status(status), .busy());"]

@@ -50,10 +50,11 @@ def build_cmd(graph, device, board, baud, clock_mhz, out, frames, inputs, edge_f
         raise ConfigError("baud: the link's baud rate needs --board", param="baud")
     if profile is not None and device is not None and device != profile.device:
         raise ConfigError(f"device: {profile.name} carries a {profile.device}, got --device {device}", param="device")
-    if profile is not None:
+    if profile is not None:  # before any work: a baud rate neither the oscillator nor the PLL'd clock can time
         from onebit.hw.board import check_baud
+        from onebit.hw.pll import pll_config
 
-        check_baud(profile, baud)
+        check_baud(profile, baud, pll_config(profile.family, profile.clock_hz, clock_mhz * 1e6).fout_hz)
     device = device or (profile.device if profile else "ecp5-25k")
     check_device(device)
     x = load_npy(inputs) if inputs else None

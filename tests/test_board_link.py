@@ -231,7 +231,7 @@ def test_unknown_board_and_baud_without_board(tmp_path, capsys):
     assert code == 2 and "unknown board 'nosuch'" in err and "ulx3s-85f" in err, err
     code, out, err = call(capsys, "build", tmp_path / "g.onnx", "--baud", "9600", "--out", tmp_path / "b")
     assert code == 2 and err.startswith("error: --baud"), err
-    code, out, err = call(capsys, "build", tmp_path / "g.onnx", "--board", "icebreaker", "--baud", "6000000",
+    code, out, err = call(capsys, "build", tmp_path / "g.onnx", "--board", "icebreaker", "--baud", "9000000",
                           "--out", tmp_path / "b")
     assert code == 2 and "too fast" in err, err
 
@@ -305,7 +305,7 @@ def test_run_for_a_board_adds_the_virtual_board_to_the_verification(tmp_path, ca
     (["--board", "nosuch"], ["--board", "unknown board 'nosuch'", "ulx3s-85f"]),
     (["--board", "ulx3s-85f", "--device", "ecp5-25k"], ["--device", "ulx3s-85f", "ecp5-85k"]),
     (["--baud", "9600"], ["--baud", "board"]),
-    (["--board", "icebreaker", "--baud", "6000000"], ["--baud", "too fast"]),
+    (["--board", "icebreaker", "--baud", "9000000"], ["--baud", "too fast"]),
     (["--board", "ulx3s-85f", "--clock-mhz", "2000"], ["--clock-mhz", "EHXPLLL"]),
     (["--board", "missing.toml"], ["--board", "missing.toml"]),
 ])
@@ -318,3 +318,29 @@ def test_run_refuses_bad_boards_before_training(tmp_path, capsys, monkeypatch, a
     for thing in named:
         assert thing in lines[0], (thing, lines[0])
     assert not (tmp_path / "out" / "train").exists()
+
+
+def test_a_baud_rate_too_fast_for_the_oscillator_runs_the_link_from_the_pll(tmp_path):
+    """iCEBreaker at 12 Mbaud (its FT2232H's top rate): the 12 MHz oscillator cannot time a bit, so the link runs
+    from the 48 MHz PLL clock, 4 clocks a bit, and its reset waits for lock; the virtual board runs that bit time
+    as it is (not scaled) and its outputs equal the executor's."""
+    from onebit.errors import ConfigError
+    from onebit.hw.board import check_baud
+
+    board = check_board("icebreaker")
+    with pytest.raises(ConfigError, match="^baud: 12,000,000 is too fast .*--clock-mhz 48"):
+        check_baud(board, 12_000_000, 50e6)  # 50 MHz / 12 Mbaud = 4.17 clocks: not whole, and under 8
+    assert check_baud(board, 1_500_000, 50e6) == (1_500_000, "oscillator")
+    model = thresholding_graph(8, 1, 4, 4, 7, "INT12", "UINT3", 0, seed=5)
+    design = generate(model, tmp_path)
+    plan = write_board(design, board, clock_mhz=48, baud=12_000_000)
+    assert plan["link"] == {**plan["link"], "source": "pll", "clock_hz": 48e6, "bit_q8": 1024, "baud": 12_000_000}
+    assert plan["emulation"]["bit_clocks"] == 4
+    top = (tmp_path / "rtl" / "onebit_board_top.v").read_text()
+    assert "assign clk_link = clk_acc;" in top and ".LINK_ON_PLL(1)" in top
+    build_emulator(tmp_path)
+    x = random_frames(model, 5, seed=2)
+    with Emulator(tmp_path) as emu:
+        got, report = infer(tmp_path, emu.port, x)
+    assert np.array_equal(got, execute(model, x)[model.graph.output[0].name])
+    assert report["retries"] == 0

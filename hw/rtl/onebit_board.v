@@ -27,6 +27,7 @@ module onebit_board #(
     parameter integer OUT_SLACK = 2,     // output beats the accelerator may still deliver after out_room falls
     parameter integer BIT_Q8 = 2048,     // UART bit time, 1/256ths of a link clock
     parameter integer IDLE_CLOCKS = 65536, // silence inside a request that abandons it
+    parameter integer LINK_ON_PLL = 0,   // 1: clk_link is the PLL's output, so the link's reset waits for lock too
     parameter integer INFO_BYTES = 1,
     parameter [8*INFO_BYTES-1:0] INFO = 0
 ) (
@@ -54,11 +55,15 @@ module onebit_board #(
     endfunction
 
     // ---- resets: power-on in the link domain (registers with initial values: an FPGA loads them with its
-    // configuration); the accelerator's also waits for its PLL
+    // configuration); the accelerator's also waits for its PLL, and so does the link's when it runs from it
     /* verilator lint_off PROCASSINIT */
     /* verilator lint_off SYNCASYNCNET */
+    (* async_reg = "true" *) reg [1:0] locked_s = 2'b00;
+    always @(posedge clk_link) locked_s <= {locked_s[0], acc_locked};
     reg [3:0] por = 4'd0;
-    always @(posedge clk_link) if (por != 4'hF) por <= por + 4'd1;
+    always @(posedge clk_link)
+        if (LINK_ON_PLL != 0 && !locked_s[1]) por <= 4'd0;
+        else if (por != 4'hF) por <= por + 4'd1;
     wire rst = por != 4'hF;
     (* async_reg = "true" *) reg [2:0] acc_rst_s = 3'b111;
     always @(posedge clk_acc or posedge rst)
@@ -379,8 +384,6 @@ module onebit_board #(
         else if (ctl_push && ctl_entry[23:16] == T_NAK) error_hold <= {22{1'b1}};
         else if (error_hold != 0) error_hold <= error_hold - 1'b1;
     end
-    (* async_reg = "true" *) reg [1:0] locked_s;
-    always @(posedge clk_link) locked_s <= {locked_s[0], acc_locked};
     assign busy = ps != P_SYNC || xs != X_IDLE || inflight != 0 || !ctl_empty || spec_wp != rd_ptr;
     assign status = {locked_s[1], error_hold != 0, busy, beat_count[23]};
     /* verilator lint_on PROCASSINIT */

@@ -12,10 +12,24 @@ import torch
 
 
 def pytest_configure(config):
-    """Under pytest-xdist, each worker's torch takes its share of the cores (the workers run side by side)."""
+    """Under pytest-xdist, each worker's torch takes its share of the cores (the workers run side by side). The
+    builds' tool-time history (``$ONEBIT_CACHE``) goes to a scratch folder, not the user's cache."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    if "ONEBIT_CACHE" not in os.environ:
+        import tempfile
+
+        os.environ["ONEBIT_CACHE"] = config._onebit_cache = tempfile.mkdtemp(prefix="onebit-test-cache-")
+
+
+def pytest_unconfigure(config):
+    cache = getattr(config, "_onebit_cache", None)
+    if cache:
+        import shutil
+
+        shutil.rmtree(cache, ignore_errors=True)
+
 
 def onebit_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "onebit", *map(str, args)]

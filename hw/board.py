@@ -130,8 +130,9 @@ def board_params(p: dict, bit_q8: int) -> str:
               "OUT_BEATS": p["output"]["beats"], "BUFFERS": p["window"],
               "RING_AW": int(math.log2(p["ring_bytes"])), "LOOP_AW": int(math.log2(p["loop_bytes"])),
               "OUT_AW": int(math.log2(p["out_fifo"])), "OUT_SLACK": p["out_slack"], "BIT_Q8": bit_q8,
-              "IDLE_CLOCKS": IDLE_BYTES * 10 * max(1, bit_q8 // 256),
-              "LINK_ON_PLL": int(p["link"].get("source") == "pll")}
+              "IDLE_CLOCKS": IDLE_BYTES * 10 * max(1, bit_q8 // 256)}
+    if p["link"].get("source") == "pll":  # only then: a build folder written before the parameter still emulates
+        values["LINK_ON_PLL"] = 1
     text = ", ".join(f".{k}({int(v)})" for k, v in values.items())
     return text + f", .INFO_BYTES({len(info)}), .INFO({8 * len(info)}'h{int.from_bytes(info, 'little'):x})"
 

@@ -143,6 +143,8 @@ def _summary_lines(results: dict, cfg: dict, out: Path) -> list[str]:
 @click.option("--baud", type=click.IntRange(1), default=None, help="With --board: the host link's baud rate.")
 @click.option("--clock-mhz", type=FiniteFloat(), default=None,
               help="Clock for folding, simulation and timing (default 50).")
+@click.option("--checkpoint", default=None,
+              help="A run folder 'onebit train' wrote, instead of training: the flow goes on from its checkpoint.")
 @click.option("--model", default=None,
               help="A QONNX file of your own (Brevitas' export_qonnx) instead of training: lower, fold, sim, hw.")
 @click.option("--input-type", default=None,

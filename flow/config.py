@@ -37,6 +37,9 @@ class Model:
     # a network of the user's own instead of training one: a QONNX file (Brevitas' export_qonnx), and what its
     # float input is made of where it does not feed a quantizer directly (as `onebit lower`)
     onnx: str | None = None
+    # a run onebit train (or an earlier onebit run's train/) wrote, instead of training: its checkpoint and
+    # config.json; the architecture and the training settings are that run's
+    checkpoint: str | None = None
     input_type: str | None = None  # e.g. UINT8
     input_scale: str | float | None = None  # e.g. "1/255"
 
@@ -146,7 +149,8 @@ FLAGS = {"data.dataset": "--data", "model.arch": "--arch", "model.act": "--act",
          "train.epochs": "--epochs", "train.seed": "--seed", "verify.frames": "--frames",
          "fold.target_fps": "--target-fps", "hw.device": "--device", "hw.clock_mhz": "--clock-mhz",
          "hw.board": "--board", "hw.baud": "--baud",
-         "model.onnx": "--model", "model.input_type": "--input-type", "model.input_scale": "--input-scale"}
+         "model.onnx": "--model", "model.input_type": "--input-type", "model.input_scale": "--input-scale",
+         "model.checkpoint": "--checkpoint"}
 
 
 def config_keys() -> set[str]:
@@ -171,6 +175,11 @@ def check_values(cfg: dict) -> None:
     from onebit.training.config import parse_arch
 
     m = cfg["model"]
+    if m["checkpoint"] is not None:
+        if m["onnx"] is not None:
+            raise ConfigError("model.checkpoint: a trained run and a QONNX file (model.onnx, --model) are two "
+                              "different networks; give one of them", param="model.checkpoint")
+        _check_trained_run(m["checkpoint"], cfg["data"]["dataset"])
     if m["onnx"] is not None:
         _check_user_model(m)
     elif m["input_type"] is not None or m["input_scale"] is not None:
@@ -238,6 +247,34 @@ def _check_board(hw: dict) -> None:
         pll = pll_config(profile.family, profile.clock_hz, hw["clock_mhz"] * 1e6)
     with renamed({"baud": "hw.baud"}):
         check_baud(profile, hw["baud"], pll.fout_hz)
+
+
+def trained_run(path: str) -> Path:
+    """The run folder of ``[model] checkpoint`` (a folder, or the checkpoint file in one)."""
+    p = Path(path)
+    return p.parent if p.is_file() else p
+
+
+def _check_trained_run(path: str, dataset: str) -> None:
+    """The run's files are there and valid, and it was trained on ``[data] dataset`` (whose test images the
+    later stages check it on)."""
+    from onebit.errors import CheckpointError
+    from onebit.training.checkpoint import CHECKPOINT, load_checkpoint
+    from onebit.training.trainer import load_train_config
+
+    run = trained_run(path)
+    try:
+        if not (run / CHECKPOINT).is_file():
+            raise CheckpointError(f"{path}: no such run folder or checkpoint; expected a folder written by "
+                                  f"'onebit train' (checkpoint.pt and config.json)")
+        trained = load_train_config(run)
+        load_checkpoint(run / CHECKPOINT)
+    except CheckpointError as e:
+        raise ConfigError(f"model.checkpoint: {e}", param="model.checkpoint") from None
+    if trained.data != dataset:
+        raise ConfigError(f"model.checkpoint: {path} was trained on {trained.data!r}, but data.dataset is "
+                          f"{dataset!r}; the flow checks the network on that data set's test images (set it to "
+                          f"the run's)", param="model.checkpoint")
 
 
 def _check_user_model(m: dict) -> None:

@@ -71,6 +71,28 @@ def train_stage(ctx: Context) -> dict:
     return {k: result[k] for k in ("arch", "dataset", "epochs", "test_acc", "train_time_s", "params")}
 
 
+def trained_stage(ctx: Context) -> dict:
+    """``[model] checkpoint``: a run trained elsewhere (``onebit train``, the accuracy benchmark) becomes this
+    run's ``train/``; the trainer takes it over as it continues an interrupted run, so its checkpoint is checked
+    against its configuration, and an unfinished run trains its remaining epochs."""
+    from onebit.training import checkpoint as ckpt
+    from onebit.training.trainer import load_train_config, train
+
+    src = config.trained_run(ctx.cfg["model"]["checkpoint"])
+    folder = ctx.path("train")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (ckpt.CHECKPOINT, ckpt.CONFIG, ckpt.METRICS, "curves.png"):
+        if (src / name).is_file():
+            write_bytes(folder / name, (src / name).read_bytes())
+        elif (folder / name).exists():
+            (folder / name).unlink()  # an earlier run's, not this one's
+    metrics = folder / ckpt.METRICS
+    done = len(metrics.read_text().splitlines()) if metrics.is_file() else "?"
+    ctx.sublog(f"the trained run {src} (checkpoint after epoch {done})")
+    result = train(load_train_config(folder), folder, resume=True, quiet=ctx.quiet)
+    return {k: result[k] for k in ("arch", "dataset", "epochs", "test_acc", "train_time_s", "params")}
+
+
 # ----- pack --------------------------------------------------------------------------------------------------
 def pack_stage(ctx: Context) -> dict:
     """The deployment file (one bit per binary weight); loading it back must give the same logits."""
@@ -357,6 +379,12 @@ def stages_for(cfg: dict) -> list[Stage]:
     that stage's key)."""
     path = cfg["model"]["onnx"]
     stages = STAGES
+    run = cfg["model"]["checkpoint"]
+    if run is not None:  # a trained run's files are this stage's input: their content is part of its key
+        src = config.trained_run(run).resolve()
+        stages = [dataclasses.replace(STAGES[0], fn=trained_stage, config=("data", "model.checkpoint"),
+                                      reads=(str(src / "checkpoint.pt"), str(src / "config.json")), params={}),
+                  *STAGES[1:]]
     if path is not None:
         lower = dataclasses.replace(USER_MODEL_STAGES[0], reads=(str(Path(path).resolve()),))
         stages = [lower, *USER_MODEL_STAGES[1:]]

@@ -448,3 +448,41 @@ def test_run_on_a_users_qonnx_file(tmp_path, capsys):
     code, out, err = call(capsys, *args)
     assert code == 0, err
     assert {r["status"] for r in json.loads(out)["stages"]} == {"skipped"}
+
+
+# ----- a run trained elsewhere -----------------------------------------------------------------------------
+def test_run_goes_on_from_a_trained_run(trained_run, tmp_path, capsys):
+    """`onebit run --checkpoint RUN`: the run's checkpoint becomes train/ (nothing is trained), and the flow goes
+    on from it; the run's files are part of the stage's key."""
+    run, summary = trained_run
+    code, out, err = call(capsys, "run", "--checkpoint", run, "--out", tmp_path / "r", "--until", "export", "--json",
+                          "-q")
+    assert code == 0, err
+    result = json.loads(out)
+    train = result["results"]["train"]
+    assert train["epochs"] == summary["epochs"] and train["test_acc"] == summary["test_acc"]
+    assert train["train_time_s"] == pytest.approx(summary["train_time_s"])
+    assert (tmp_path / "r" / "train" / "checkpoint.pt").read_bytes() == (run / "checkpoint.pt").read_bytes()
+    assert result["results"]["export"]["integer_vs_dataflow"]["labels_identical"]
+    code, out, err = call(capsys, "run", "--checkpoint", run, "--out", tmp_path / "r", "--until", "pack", "--json",
+                          "-q")
+    assert code == 0 and {r["stage"]: r["status"] for r in json.loads(out)["stages"]} == {"train": "skipped",
+                                                                                         "pack": "skipped"}
+
+
+def test_a_trained_run_is_checked_before_anything_runs(trained_run, tmp_path, capsys):
+    run, _ = trained_run
+    code, _, err = call(capsys, "run", "--checkpoint", run, "--data", "fashion-mnist", "--out", tmp_path / "r")
+    assert_one_error_line(code, err, "--checkpoint", "trained on 'digits'", "'fashion-mnist'")
+    code, _, err = call(capsys, "run", "--checkpoint", tmp_path / "nope", "--out", tmp_path / "r")
+    assert_one_error_line(code, err, "--checkpoint", "nope", "no such run folder")
+    (tmp_path / "c.json").write_text("{}")
+    code, _, err = call(capsys, "run", "--checkpoint", run, "--model", tmp_path / "c.json", "--out", tmp_path / "r")
+    assert_one_error_line(code, err, "--checkpoint", "give one of them")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    (broken / "config.json").write_text((run / "config.json").read_text())
+    code, _, err = call(capsys, "run", "--checkpoint", broken, "--out", tmp_path / "r")
+    assert_one_error_line(code, err, "--checkpoint", "broken/checkpoint.pt")
+    assert not (tmp_path / "r" / "train").exists()

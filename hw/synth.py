@@ -306,9 +306,7 @@ def synthesize(design_or_rtl: Design | str | os.PathLike, files: list[str] | Non
         report["timing_met"] = bool(fmax) and all(c["achieved"] >= c.get("constraint", clock_mhz) - 1e-6
                                                   for c in clocks.values())
         if board is not None:  # the link's clock and the PLL's: each met or missed against its own target
-            report["clocks"] = {_clock_name(k): {"fmax_mhz": round(c["achieved"], 2),
-                                                 "target_mhz": round(c.get("constraint", 0), 2)}
-                                for k, c in clocks.items()}
+            report["clocks"] = _board_clocks(clocks, board)
     if packer is not None:
         args = {"ecp5": [rel("onebit.config"), rel(dev.bitstream)], "ice40": [rel("onebit.asc"), rel(dev.bitstream)],
                 "gowin": ["-d", "GW1N-9C", "--sspi_as_gpio", "--mspi_as_gpio", "-o", rel(dev.bitstream),
@@ -329,6 +327,19 @@ def _script_path(path: str, param: str) -> str:
         raise ConfigError(f"{param}: {path!r} holds characters the Yosys script cannot take (letters, digits, "
                           f"space and _ . / + , = @ ~ - only)", param=param)
     return path
+
+
+def _board_clocks(clocks: dict, board: dict) -> dict:
+    """nextpnr's clocks of a board build, each named by its role (accelerator, link; both when the link runs from
+    the PLL) as its target frequency tells, with nextpnr's net name beside it."""
+    roles = (("accelerator", board["accelerator"]["clock_hz"] / 1e6), ("link", board["link"]["clock_hz"] / 1e6))
+    out: dict = {}
+    for net, c in clocks.items():
+        target = c.get("constraint", 0)
+        role = " and ".join(r for r, mhz in roles if abs(mhz - target) <= 1e-3 * mhz) or _clock_name(net)
+        out[role if role not in out else f"{role} ({_clock_name(net)})"] = {
+            "fmax_mhz": round(c["achieved"], 2), "target_mhz": round(target, 2), "net": _clock_name(net)}
+    return out
 
 
 def _clock_name(net: str) -> str:

@@ -169,3 +169,18 @@ def test_build_help_names_every_device(capsys):
     code, out, _ = call(capsys, "build", "--help")
     assert code == 0
     assert all(name in " ".join(out.split()) for name in DEVICES), out
+
+
+def test_board_clocks_are_named_by_their_role():
+    from onebit.hw.synth import _board_clocks
+
+    plan = {"accelerator": {"clock_hz": 49.5e6}, "link": {"clock_hz": 12e6}}
+    nextpnr = {"$glbnet$board.acc.LabelSelect_0.clk": {"achieved": 28.3, "constraint": 49.5},
+               "$glbnet$clk_link": {"achieved": 29.6, "constraint": 12.0},
+               "$glbnet$other": {"achieved": 80.0, "constraint": 33.0}}
+    clocks = _board_clocks(nextpnr, plan)
+    assert clocks["accelerator"] == {"fmax_mhz": 28.3, "target_mhz": 49.5, "net": "board.acc.LabelSelect_0.clk"}
+    assert clocks["link"]["net"] == "clk_link" and clocks["other"]["target_mhz"] == 33.0
+    same = _board_clocks({"$glbnet$clk": {"achieved": 60.0, "constraint": 48.0}},
+                         {"accelerator": {"clock_hz": 48e6}, "link": {"clock_hz": 48e6}})
+    assert list(same) == ["accelerator and link"]

@@ -195,6 +195,7 @@ def hardware(ctx: Context, d: dict) -> str:
             ("frames/s at fmax", num(b.get("frames_per_second"))),
             ("latency at fmax", f"{num(b.get('latency_us'))} us"),
             ("frames/s at the target clock", num(b.get("frames_per_second_at_clock"))),
+            ("critical path", esc(_critical(synth))),
             ("bitstream", esc(f"hw/synth/{synth['bitstream']}" if synth.get("bitstream") else "-"))]
     res = synth.get("resources") or {}
     parts = [pairs(rows)]
@@ -205,6 +206,16 @@ def hardware(ctx: Context, d: dict) -> str:
                                                    esc(", ".join(f"{a} {num(x)}" for a, x in v.items()))]
                                                   for k, v in res.items()]))
     return "\n".join(parts)
+
+
+def _critical(synth: dict) -> str:
+    paths = synth.get("failing_paths") or synth.get("critical_paths") or []
+    if not paths:
+        return "-"
+    from onebit.hw.synth import format_path
+
+    worst = max(paths, key=lambda p: p["delay_ns"])
+    return ("missed: " if worst["failing"] else "") + format_path(worst)
 
 
 def board(b: dict) -> str:

@@ -130,8 +130,14 @@ def hw_rows(build: dict | None, hw: dict) -> list[dict]:
     synth = build.get("synth") or {}
     fmax, bit = synth.get("fmax_mhz"), synth.get("bitstream")
     clock = hw["clock_mhz"]
+    detail = f"fmax {fmax:.1f} MHz" if fmax is not None else "no fmax reported"
+    failing = synth.get("failing_paths") or []
+    if failing:
+        from onebit.hw.synth import format_path
+
+        detail += f"; critical path {format_path(failing[0])}"
     rows.append(row("hw", f"timing at {clock:g} MHz (nextpnr)", None if fmax is None else fmax >= clock, None,
-                    f"fmax {fmax:.1f} MHz" if fmax is not None else "no fmax reported", soft=True))
+                    detail, soft=True))
     rows.append(row("hw", "bitstream", bool(bit) if synth else None, None,
                     f"hw/synth/{bit}" if bit else "not written"))
     return rows

@@ -199,6 +199,10 @@ def format_build(report: dict) -> list[str]:
                          f"frames/s, latency {report['latency_us']:.1f} us")
         for name, c in (s.get("clocks") or {}).items():
             lines.append(f"  clock {name}: fmax {c['fmax_mhz']:.1f} MHz (target {c['target_mhz']:g} MHz)")
+        from onebit.hw.synth import format_path
+
+        for p in s.get("failing_paths") or []:
+            lines.append(f"  failing path ({p['to_clock']}): {format_path(p)}")
         if s.get("bitstream"):
             lines.append(f"bitstream: synth/{s['bitstream']}")
     o = report.get("cosim_outputs")

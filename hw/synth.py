@@ -307,6 +307,9 @@ def synthesize(design_or_rtl: Design | str | os.PathLike, files: list[str] | Non
                                                   for c in clocks.values())
         if board is not None:  # the link's clock and the PLL's: each met or missed against its own target
             report["clocks"] = _board_clocks(clocks, board)
+        paths = critical_paths(pnr, _instances(rtl), clocks)
+        report["critical_paths"] = paths
+        report["failing_paths"] = [p for p in paths if p["failing"]]
     if packer is not None:
         args = {"ecp5": [rel("onebit.config"), rel(dev.bitstream)], "ice40": [rel("onebit.asc"), rel(dev.bitstream)],
                 "gowin": ["-d", "GW1N-9C", "--sspi_as_gpio", "--mspi_as_gpio", "-o", rel(dev.bitstream),
@@ -327,6 +330,59 @@ def _script_path(path: str, param: str) -> str:
         raise ConfigError(f"{param}: {path!r} holds characters the Yosys script cannot take (letters, digits, "
                           f"space and _ . / + , = @ ~ - only)", param=param)
     return path
+
+
+def _instances(rtl: Path) -> dict[str, str]:
+    """The generated top's instance names -> what they are: a layer's node name, or ``FIFO producer -> consumer``
+    (from ``design.json``; empty without one)."""
+    try:
+        meta = json.loads((rtl / "design.json").read_text())
+        names = {x["instance"]: x["name"] for x in meta.get("layers", [])}
+        names.update({x["instance"]: f"FIFO {x['edge']}" for x in meta.get("fifos", []) if "instance" in x})
+        return {str(k): str(v) for k, v in names.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _where(cell: str, instances: dict[str, str]) -> str | None:
+    """The layer (or FIFO) a flattened cell belongs to: the first component of its hierarchical name that is one
+    of the top's instances (``board.acc.MVAU_3.acc_q[2]`` -> MVAU_3's node)."""
+    for part in cell.split("."):
+        if part in instances:
+            return instances[part]
+    return None
+
+
+def critical_paths(pnr: dict, instances: dict[str, str], clocks: dict) -> list[dict]:
+    """nextpnr's critical path per clock (and across clocks): its delay, logic levels, the layer (or FIFO) where it
+    starts and ends and every one it passes, and whether it misses its clock's target."""
+    out = []
+    for cp in pnr.get("critical_paths") or []:
+        path = [seg for seg in cp.get("path") or [] if isinstance(seg, dict)]
+        if not path:
+            continue
+        delay = sum(float(seg.get("delay", 0.0)) for seg in path)
+        cells = [c for seg in path for c in (seg.get("from", {}).get("cell"), seg.get("to", {}).get("cell")) if c]
+        layers = list(dict.fromkeys(w for w in (_where(c, instances) for c in cells) if w))
+        start, end = path[0].get("from", {}).get("cell", "?"), path[-1].get("to", {}).get("cell", "?")
+        clock = str(cp.get("to", "")).split(" ", 1)[-1]
+        target = clocks.get(clock, {}).get("constraint")
+        out.append({"from_clock": _clock_name(str(cp.get("from", ""))), "to_clock": _clock_name(clock),
+                    "delay_ns": round(delay, 3), "logic_levels": sum(seg.get("type") == "logic" for seg in path),
+                    "start": {"cell": start, "layer": _where(start, instances)},
+                    "end": {"cell": end, "layer": _where(end, instances)}, "layers": layers,
+                    "target_mhz": target,
+                    "failing": bool(target) and cp.get("from") == cp.get("to") and 1000.0 / delay < target - 1e-6
+                    if delay > 0 else False})
+    return out
+
+
+def format_path(p: dict) -> str:
+    """One line about a critical path, by layer."""
+    start, end = p["start"]["layer"] or p["start"]["cell"], p["end"]["layer"] or p["end"]["cell"]
+    via = [x for x in p["layers"] if x not in (start, end)]
+    return (f"{p['delay_ns']:.1f} ns ({1000 / p['delay_ns']:.1f} MHz), {p['logic_levels']} logic levels, from "
+            f"{start} to {end}" + (f" through {', '.join(via)}" if via else ""))
 
 
 def _board_clocks(clocks: dict, board: dict) -> dict:

@@ -100,7 +100,7 @@ def describe(design: Design) -> dict:
         "top": TOP, "files": design.files,
         "layers": [{"name": l.name, "instance": l.ident, "op_type": l.op.onnx_node.op_type, "module": l.module,
                     "pipeline_depth": l.pipeline_depth(), "params": l.params()} for l in design.layers],
-        "fifos": [{"edge": net.edges[i].name, "tensor": net.edges[i].tensor, "depth": d,
+        "fifos": [{"edge": net.edges[i].name, "instance": f"fifo{i}", "tensor": net.edges[i].tensor, "depth": d,
                    "width": design.layers[net.edges[i].producer].out_width()} for i, d in design.depths.items()],
     }
 

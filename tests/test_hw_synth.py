@@ -160,6 +160,12 @@ def test_place_route_and_bitstream_ecp5(tiny, tmp_path):
     r = synth.synthesize(tiny, device="ecp5-25k", clock_mhz=2000, out_dir=out, stop_after="pnr")
     assert r["timing_met"] is False and 0 < r["fmax_mhz"] < 2000
     assert r["bitstream"] is None and not bit.exists()
+    # ... and names the failing path by layer
+    layer = tiny.layers[0].name
+    failing = r["failing_paths"]
+    assert failing and failing[0]["delay_ns"] > 0.5 and failing[0]["target_mhz"] == 2000
+    assert layer in failing[0]["layers"] or layer in (failing[0]["start"]["layer"], failing[0]["end"]["layer"])
+    assert synth.format_path(failing[0]).startswith(f"{failing[0]['delay_ns']:.1f} ns")
 
 
 def test_build_help_names_every_device(capsys):
@@ -184,3 +190,28 @@ def test_board_clocks_are_named_by_their_role():
     same = _board_clocks({"$glbnet$clk": {"achieved": 60.0, "constraint": 48.0}},
                          {"accelerator": {"clock_hz": 48e6}, "link": {"clock_hz": 48e6}})
     assert list(same) == ["accelerator and link"]
+
+
+def test_critical_paths_name_their_layers():
+    """nextpnr's report (its documented JSON): a path's delay, logic levels and the layers it starts, ends and
+    passes through, mapped from flattened cell names to the top's instances."""
+    seg = lambda kind, a, b, delay: {"type": kind, "delay": delay, "from": {"cell": a, "port": "Q"},  # noqa: E731
+                                     "to": {"cell": b, "port": "D"}}
+    pnr = {"critical_paths": [
+        {"from": "posedge $glbnet$clk", "to": "posedge $glbnet$clk", "path": [
+            seg("clk-to-q", "dut.MVAU_0_inst.acc_q[3]", "dut.MVAU_0_inst.acc_q[3]", 0.5),
+            seg("routing", "dut.MVAU_0_inst.acc_q[3]", "dut.fifo2.mem", 3.0),
+            seg("logic", "dut.fifo2.mem", "$abc$123$lut", 1.0),
+            seg("setup", "$abc$123$lut", "dut.Thresholding_1_inst.q_reg", 0.5)]},
+        {"from": "posedge $glbnet$clk", "to": "posedge $glbnet$clk_link", "path": [
+            seg("routing", "board.x", "board.y", 30.0)]}]}
+    instances = {"MVAU_0_inst": "MVAU_0", "Thresholding_1_inst": "Thresholding_1", "fifo2": "FIFO MVAU_0 -> T1"}
+    paths = synth.critical_paths(pnr, instances, {"$glbnet$clk": {"achieved": 200.0, "constraint": 250.0}})
+    p = paths[0]
+    assert p["delay_ns"] == 5.0 and p["logic_levels"] == 1 and p["failing"] and p["target_mhz"] == 250.0
+    assert (p["start"]["layer"], p["end"]["layer"]) == ("MVAU_0", "Thresholding_1")
+    assert p["layers"] == ["MVAU_0", "FIFO MVAU_0 -> T1", "Thresholding_1"]
+    assert synth.format_path(p) == ("5.0 ns (200.0 MHz), 1 logic levels, from MVAU_0 to Thresholding_1 through "
+                                    "FIFO MVAU_0 -> T1")
+    assert not paths[1]["failing"]  # a path between two clocks has no single target
+    assert synth.critical_paths({}, instances, {}) == []

@@ -353,7 +353,10 @@ def test_fold_command_writes_graph_and_report(graph_file, tmp_path, frames, refe
     (["--max-luts", "-5"], "--max-luts: expected a positive integer, got -5"),
     (["--max-luts", "10"], "--max-luts 10: even the least parallel folding"),
     (["--target-fps", "1000", "--clock-mhz", "0"], "--clock-mhz: expected a positive number"),
-    ([], "give --target-fps, --max-luts"),
+    ([], "give --target-fps, --max-luts or --device"),
+    (["--device", "xc7"], "--device: unknown device 'xc7'; expected one of"),
+    (["--device", "ecp5-25k", "--max-luts", "9000"], "give --device or --max-luts"),
+    (["--device", "ecp5-25k", "--config", "c.json"], "cannot be combined with"),
 ])
 def test_fold_command_errors(graph_file, tmp_path, args, pattern, capsys):
     code, _, err = call(capsys, "fold", graph_file, "--out", tmp_path / "x.onnx", *args)  # through cli.main
@@ -371,3 +374,26 @@ def test_fold_command_through_main_prints_one_error_line(graph_file, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --target-fps")
+
+
+def test_fold_for_a_device_is_the_fastest_folding_within_its_luts(graph_file, tmp_path, capsys):
+    from onebit.hw.synth import DEVICES
+
+    for name in ("ecp5-45k", "ecp5-85k"):
+        code, out, err = call(capsys, "fold", graph_file, "--device", name, "--out", tmp_path / f"{name}.onnx",
+                              "--json")
+        assert code == 0, err
+        rep = json.loads(out)
+        dev = DEVICES[name]
+        assert rep["search"]["max_luts"] == dev.luts and rep["totals"]["LUT"] <= dev.luts
+        assert rep["device"] == {"name": name, "luts": dev.luts, "LUT": rep["totals"]["LUT"],
+                                 "bram_bits": dev.bram_bits, "mem_bits": rep["totals"]["mem_bits"],
+                                 "memory_fits": rep["totals"]["mem_bits"] <= dev.bram_bits}
+        budget = json.loads(call(capsys, "fold", graph_file, "--max-luts", dev.luts, "--out", tmp_path / "b.onnx",
+                                 "--json")[1])
+        assert budget["totals"]["ii_cycles"] == rep["totals"]["ii_cycles"]  # the same search, the device's budget
+    small, large = (json.loads((tmp_path / f"{n}.folding.json").read_text())["totals"]["ii_cycles"]
+                    for n in ("ecp5-45k", "ecp5-85k"))
+    assert large <= small
+    code, out, err = call(capsys, "fold", graph_file, "--device", "ecp5-45k", "--out", tmp_path / "t.onnx")
+    assert code == 0 and "ecp5-45k: about" in out and "block-RAM bits (estimates)" in out, out

@@ -40,6 +40,10 @@ def load_folding_config(path: str) -> dict:
               help="Clock the cycles are counted at.")
 @click.option("--max-luts", type=int, default=None,
               help="LUT budget (estimate, width converters included); alone: the fastest folding that fits.")
+@click.option("--device", default=None,
+              help="Fold for the highest frame rate whose estimate fits this FPGA (its LUTs as the budget; "
+                   "with --target-fps, that rate within them), and check the memory against its block RAM. The "
+                   "estimate counts about twice the LUTs place and route uses today.")
 @click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
               help="Apply this folding config (node -> {PE, SIMD}, FINN's format, or a .folding.json) "
                    "instead of searching.")
@@ -47,7 +51,7 @@ def load_folding_config(path: str) -> dict:
               help="Folded graph (default GRAPH with a _folded suffix); the report goes beside it as "
                    "<stem>.folding.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of the table.")
-def fold_cmd(graph, target_fps, clock_mhz, max_luts, config, out, as_json):
+def fold_cmd(graph, target_fps, clock_mhz, max_luts, device, config, out, as_json):
     """Fold a dataflow graph (PE/SIMD per layer), insert width converters, and report cycles and LUTs."""
     from onebit.export.dataflow.folding import apply_folding, strip_stream_nodes
     from onebit.export.dataflow.folding_report import folding_report, format_report
@@ -56,10 +60,22 @@ def fold_cmd(graph, target_fps, clock_mhz, max_luts, config, out, as_json):
     from onebit.export.dataflow.insert import InsertDWC
 
     graph = Path(graph)
-    if config is not None and (target_fps is not None or max_luts is not None):
-        raise FoldingError("--config applies a given folding; it cannot be combined with --target-fps or --max-luts")
-    if config is None and target_fps is None and max_luts is None:
-        raise FoldingError("fold: give --target-fps, --max-luts (or both), or --config")
+    if config is not None and (target_fps is not None or max_luts is not None or device is not None):
+        raise FoldingError("--config applies a given folding; it cannot be combined with --target-fps, --max-luts "
+                           "or --device")
+    if config is None and target_fps is None and max_luts is None and device is None:
+        raise FoldingError("fold: give --target-fps, --max-luts or --device (or a rate and a budget), or --config")
+    dev = None
+    if device is not None:
+        if max_luts is not None:
+            raise FoldingError("--device sets the LUT budget to the device's; give --device or --max-luts")
+        from onebit.hw.synth import check_device
+
+        try:
+            dev = check_device(device)
+        except OnebitError as e:
+            raise FoldingError(f"--device: {e}") from None
+        max_luts = dev.luts
     check_positive("clock_mhz", clock_mhz, error=FoldingError)
     if target_fps is not None:
         check_positive("target_fps", target_fps, error=FoldingError)
@@ -82,7 +98,14 @@ def fold_cmd(graph, target_fps, clock_mhz, max_luts, config, out, as_json):
         report["search"] = {"config": str(config), "target_fps": None, "max_luts": None,
                             "removed_stream_nodes": removed, "stop": f"folding from {config}"}
     else:
-        model, report = fold_search(model, target_fps=target_fps, clock_mhz=clock_mhz, max_luts=max_luts)
+        try:
+            model, report = fold_search(model, target_fps=target_fps, clock_mhz=clock_mhz, max_luts=max_luts)
+        except FoldingError as e:
+            if dev is None or e.param != "max_luts":
+                raise
+            raise FoldingError(f"--device {dev.name} ({dev.luts:,} LUTs): {str(e).split(': ', 1)[-1]}") from None
+    if dev is not None:
+        report["device"] = _device_fit(report["totals"], dev)
     report = {"graph": str(out), "source": str(graph), "report": str(rpath), **report}
     write_bytes(out, model.model.SerializeToString())
     write_json(rpath, report)
@@ -90,4 +113,15 @@ def fold_cmd(graph, target_fps, clock_mhz, max_luts, config, out, as_json):
         click.echo(json.dumps(report, indent=2))
     else:
         click.echo(format_report(report))
+        if "device" in report:
+            d = report["device"]
+            click.echo(f"{d['name']}: about {d['LUT']:,} of {d['luts']:,} LUTs and {d['mem_bits']:,} of "
+                       f"{d['bram_bits']:,} block-RAM bits (estimates)" +
+                       ("" if d["memory_fits"] else "; the memory does NOT fit its block RAM"))
         click.echo(f"wrote {out} and {rpath}")
+
+
+def _device_fit(totals: dict, dev) -> dict:
+    """The folded estimate against the device: LUTs (the budget the search kept to) and memory bits."""
+    return {"name": dev.name, "luts": dev.luts, "LUT": totals["LUT"], "bram_bits": dev.bram_bits,
+            "mem_bits": totals["mem_bits"], "memory_fits": totals["mem_bits"] <= dev.bram_bits}

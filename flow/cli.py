@@ -144,7 +144,8 @@ def _summary_lines(results: dict, cfg: dict, out: Path) -> list[str]:
 @click.option("--clock-mhz", type=FiniteFloat(), default=None,
               help="Clock for folding, simulation and timing (default 50).")
 @click.option("--checkpoint", default=None,
-              help="A run folder 'onebit train' wrote, instead of training: the flow goes on from its checkpoint.")
+              help="A run folder 'onebit train' wrote, instead of training: the flow goes on from its checkpoint "
+                   "as it is.")
 @click.option("--model", default=None,
               help="A QONNX file of your own (Brevitas' export_qonnx) instead of training: lower, fold, sim, hw.")
 @click.option("--input-type", default=None,

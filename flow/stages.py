@@ -73,10 +73,12 @@ def train_stage(ctx: Context) -> dict:
 
 def trained_stage(ctx: Context) -> dict:
     """``[model] checkpoint``: a run trained elsewhere (``onebit train``, the accuracy benchmark) becomes this
-    run's ``train/``; the trainer takes it over as it continues an interrupted run, so its checkpoint is checked
-    against its configuration, and an unfinished run trains its remaining epochs."""
+    run's ``train/`` as it is, checked against its own configuration; nothing is trained (a run stopped early
+    is used at its last epoch, and the log says so)."""
+    import json
+
     from onebit.training import checkpoint as ckpt
-    from onebit.training.trainer import load_train_config, train
+    from onebit.training.trainer import load_train_config
 
     src = config.trained_run(ctx.cfg["model"]["checkpoint"])
     folder = ctx.path("train")
@@ -86,11 +88,18 @@ def trained_stage(ctx: Context) -> dict:
             write_bytes(folder / name, (src / name).read_bytes())
         elif (folder / name).exists():
             (folder / name).unlink()  # an earlier run's, not this one's
+    model, state = ckpt.load_trained(folder)  # the checkpoint against its config.json
+    cfg = load_train_config(folder)
     metrics = folder / ckpt.METRICS
-    done = len(metrics.read_text().splitlines()) if metrics.is_file() else "?"
-    ctx.sublog(f"the trained run {src} (checkpoint after epoch {done})")
-    result = train(load_train_config(folder), folder, resume=True, quiet=ctx.quiet)
-    return {k: result[k] for k in ("arch", "dataset", "epochs", "test_acc", "train_time_s", "params")}
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.is_file() else []
+    epoch, total = int(state.get("epoch") or len(rows)), cfg.total_epochs()
+    ctx.sublog(f"the trained run {src}: {epoch} of {total} epochs" + ("" if epoch >= total else
+                                                                       ", used as it is (not trained further)"))
+    ds = state.get("dataset") or {}
+    return {"arch": model.cfg.describe(), "dataset": ds.get("name", cfg.data), "epochs": epoch,
+            "test_acc": rows[-1].get("test_acc") if rows else None,
+            "train_time_s": sum(r.get("epoch_time_s", 0.0) for r in rows),
+            "params": sum(p.numel() for p in model.parameters())}
 
 
 # ----- pack --------------------------------------------------------------------------------------------------

@@ -470,6 +470,22 @@ def test_run_goes_on_from_a_trained_run(trained_run, tmp_path, capsys):
                                                                                          "pack": "skipped"}
 
 
+def test_a_run_stopped_early_is_used_as_it_is(trained_run, tmp_path, capsys):
+    import shutil
+
+    run, summary = trained_run
+    early = tmp_path / "early"
+    shutil.copytree(run, early)
+    cfg = json.loads((early / "config.json").read_text())
+    cfg["train"]["epochs"] = summary["epochs"] + 10  # as if it had stopped 10 epochs short
+    (early / "config.json").write_text(json.dumps(cfg))
+    code, out, err = call(capsys, "run", "--checkpoint", early, "--out", tmp_path / "r", "--until", "train")
+    assert code == 0, err
+    assert f"{summary['epochs']} of {summary['epochs'] + 10} epochs, used as it is" in err
+    assert f"after {summary['epochs']} epochs" in out
+    assert (tmp_path / "r" / "train" / "checkpoint.pt").read_bytes() == (run / "checkpoint.pt").read_bytes()
+
+
 def test_a_trained_run_is_checked_before_anything_runs(trained_run, tmp_path, capsys):
     run, _ = trained_run
     code, _, err = call(capsys, "run", "--checkpoint", run, "--data", "fashion-mnist", "--out", tmp_path / "r")

@@ -155,10 +155,17 @@ def test_trained_run_keeps_its_accuracy_exactly(trained, trained_export):
     assert report["frames"] == len(ds.y_test) == 360
     assert ref["acc"] > 0.5  # it learned something, so the check below is not about a constant predictor
     preds = np.asarray(report["predictions"])
-    assert report["labels_vs_dataset"]["test_accuracy"] == ref["acc"] == summary["test_acc"]
-    assert float((preds == ds.y_test).mean()) == ref["acc"]
-    np.testing.assert_array_equal(preds, ref["preds"])
+    assert ref["acc"] == summary["test_acc"]
     assert report["pytorch_integer_view_vs_integer"]["identical"]
+    # PyTorch's float logits break a tie of two classes' integer scores by rounding, the integer graph and the
+    # hardware to the lower class: the labels may differ there, and only there
+    with torch.no_grad():
+        logits = model(torch.from_numpy(ds.x_test.astype(np.float32) / 255).permute(0, 3, 1, 2)).numpy()
+    differ = np.flatnonzero(preds != np.asarray(ref["preds"]))
+    top = logits[differ, np.asarray(ref["preds"])[differ]]
+    assert np.allclose(logits[differ, preds[differ]], top, rtol=1e-5, atol=0), (differ, logits[differ])
+    assert len(differ) <= 0.02 * len(preds)
+    assert report["labels_vs_dataset"]["test_accuracy"] == float((preds == ds.y_test).mean())
     assert report["integer_vs_dataflow"]["scores_identical"] and report["integer_vs_dataflow"]["labels_identical"]
     for name in (QONNX_FILE, INTEGER_FILE, DATAFLOW_FILE, REPORT_FILE):
         assert (out / name).is_file() and (out / name).stat().st_size > 0

@@ -212,13 +212,17 @@ def run(model: ModelWrapper, x: np.ndarray, return_all: bool = False):
     with two differences: MultiThreshold runs as one sorted search per channel (qonnx compares every value with
     every threshold: 1 s a frame for a 28x28 WRN), and no tensor is rounded to its annotated type on the way
     (qonnx's sanitising would hide a lowering that is not exact)."""
-    from qonnx.core.onnx_exec import execute_node
+    import qonnx.analysis.topology as ta
+    from qonnx.core.onnx_exec import execute_node, execute_onnx
     from qonnx.util.basic import get_preferred_qonnx_opset
 
     check_input(model, x)
     batched = with_batch(model, len(x))
-    if not batched.check_all_tensor_shapes_specified():
-        raise GraphError("the graph has tensors of unknown shape; run shape inference first")
+    if not (batched.check_all_tensor_shapes_specified()
+            and batched.analysis(ta.nodes_topologically_sorted)["nodes_topologically_sorted"]):
+        # qonnx refuses such a graph itself, and its error is reported as every other qonnx error on a file
+        ctx = execute_onnx(batched, {batched.graph.input[0].name: x}, return_full_exec_context=return_all)
+        return ctx if return_all else ctx[batched.graph.output[0].name]
     ctx = batched.make_empty_exec_context()
     ctx[batched.graph.input[0].name] = x
     opsets = batched.get_opset_imports()

@@ -49,6 +49,19 @@ def config_layers(out: Path, config_file: str | None, flags: dict, log) -> tuple
     return base, config.check(_flag_layer(**flags), "flags"), source
 
 
+def _refuse_arch_beside_checkpoint(cfg: dict, flag_layer: dict) -> None:
+    """A flag that asks for another network than the trained run's (merge took the run's own)."""
+    from onebit.errors import ConfigError
+    from onebit.flow.config import ARCH_PARAMS
+
+    given = flag_layer.get("model", {})
+    for key in ARCH_PARAMS:
+        if cfg["model"]["checkpoint"] is not None and key in given and given[key] != cfg["model"][key]:
+            raise ConfigError(f"model.{key}: the trained run {cfg['model']['checkpoint']} has {key} "
+                              f"{cfg['model'][key]!r}, not {given[key]!r}; leave it out (the run's network is used "
+                              f"as it is)", param=f"model.{key}")
+
+
 _RUN_OPTIONS = {"config_file", "out", "until", "quiet", "as_json"}  # run's options that are not configuration
 
 
@@ -178,6 +191,7 @@ def run_cmd(config_file, out, until, quiet, as_json, **flags):
     base, flag_layer, source = config_layers(out, config_file, flags, log)
     with named_as_given(flag_layer, source):
         cfg = merge(base, flag_layer)
+        _refuse_arch_beside_checkpoint(cfg, flag_layer)
         stages = stages_for(cfg)
         names = [s.name for s in stages]
         if until is not None and until not in names:

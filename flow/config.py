@@ -179,14 +179,15 @@ def check_values(cfg: dict) -> None:
         if m["onnx"] is not None:
             raise ConfigError("model.checkpoint: a trained run and a QONNX file (model.onnx, --model) are two "
                               "different networks; give one of them", param="model.checkpoint")
-        _check_trained_run(m["checkpoint"], cfg["data"]["dataset"])
+        # a trained run's network is its own; run.toml says which it is
+        m.update(_check_trained_run(m["checkpoint"], cfg["data"]["dataset"]))
     if m["onnx"] is not None:
         _check_user_model(m)
     elif m["input_type"] is not None or m["input_scale"] is not None:
         key = "model.input_type" if m["input_type"] is not None else "model.input_scale"
         raise ConfigError(f"{key}: describes the input of a network of your own; set model.onnx (--model) too "
                           f"(the QONNX file), or leave it out for a network onebit trains", param=key)
-    if not 1 <= m["abits"] <= 8:
+    if m["abits"] is None or not 1 <= m["abits"] <= 8:
         raise ConfigError(f"model.abits: the hardware flow needs quantized activations, 1..8 bits; got {m['abits']}",
                           param="model.abits")
     with renamed(ARCH_PARAMS):
@@ -255,9 +256,9 @@ def trained_run(path: str) -> Path:
     return p.parent if p.is_file() else p
 
 
-def _check_trained_run(path: str, dataset: str) -> None:
+def _check_trained_run(path: str, dataset: str) -> dict:
     """The run's files are there and valid, and it was trained on ``[data] dataset`` (whose test images the
-    later stages check it on)."""
+    later stages check it on); returns its network as ``[model]`` keys."""
     from onebit.errors import CheckpointError
     from onebit.training.checkpoint import CHECKPOINT, load_checkpoint
     from onebit.training.trainer import load_train_config
@@ -268,13 +269,15 @@ def _check_trained_run(path: str, dataset: str) -> None:
             raise CheckpointError(f"{path}: no such run folder or checkpoint; expected a folder written by "
                                   f"'onebit train' (checkpoint.pt and config.json)")
         trained = load_train_config(run)
-        load_checkpoint(run / CHECKPOINT)
+        arch = load_checkpoint(run / CHECKPOINT)["arch"]
     except CheckpointError as e:
         raise ConfigError(f"model.checkpoint: {e}", param="model.checkpoint") from None
     if trained.data != dataset:
         raise ConfigError(f"model.checkpoint: {path} was trained on {trained.data!r}, but data.dataset is "
                           f"{dataset!r}; the flow checks the network on that data set's test images (set it to "
                           f"the run's)", param="model.checkpoint")
+    return {"arch": trained.arch, "act": arch.get("act", trained.act), "abits": arch.get("abits", trained.abits),
+            "temperature": arch.get("temperature", trained.temperature)}
 
 
 def _check_user_model(m: dict) -> None:

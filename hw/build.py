@@ -3,6 +3,7 @@ executor and the simulator, and (with the open toolchain) synthesis, place and r
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -172,13 +173,28 @@ def _check_outputs(design, exe, x, expected, edge_frames: int, budget_s: float |
     probe = cosimulate_outputs(design, exe, x[:edge_frames], None if expected is None else expected[:edge_frames],
                                done=schedule)
     speed = max(probe.cycles_per_second, 1.0)
-    estimate = float(done[-1]) / speed
-    n = len(x) if budget_s is None else int(np.searchsorted(done, budget_s * speed, side="right"))
-    info = {"of": int(len(x)), "estimate_s": round(estimate, 1), "budget_s": budget_s}
+    workers = cosim_workers(len(x))
+    per_run = -(-len(x) // workers)
+    estimate = float(done[per_run - 1]) / speed
+    n = len(x) if budget_s is None else min(len(x), workers * int(np.searchsorted(done, budget_s * speed,
+                                                                                   side="right")))
+    info = {"of": int(len(x)), "estimate_s": round(estimate, 1), "budget_s": budget_s, "runs": workers}
     if probe.mismatches or n <= edge_frames:
-        return probe.as_dict() | info
+        return probe.as_dict() | info | {"runs": 1}
     want = None if expected is None else np.asarray(expected)[:n]
-    return cosimulate_outputs(design, exe, x[:n], want, done=schedule).as_dict() | info
+    runs = cosim_workers(n)
+    return cosimulate_outputs(design, exe, x[:n], want, done=schedule, workers=runs).as_dict() | info | {"runs": runs}
+
+
+#: frames per Verilator run below which one more run at once does not pay for its start
+MIN_FRAMES_PER_RUN = 32
+
+
+def cosim_workers(frames: int) -> int:
+    """Verilator runs at once for the output check: one per CPU this process may use, each of at least
+    MIN_FRAMES_PER_RUN frames."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cpus, frames // MIN_FRAMES_PER_RUN))
 
 
 def format_build(report: dict) -> list[str]:
@@ -226,6 +242,7 @@ def format_build(report: dict) -> list[str]:
 def _format_outputs(o: dict) -> str:
     head = f"co-simulation of the outputs ({o['frames']:,} of {o['of']:,} frames"
     head += ")" if o["frames"] == o["of"] else f"; all would take about {o['estimate_s']:,.0f} s)"
+    runs = f" in {o['runs']} Verilator runs at once" if o.get("runs", 1) > 1 else ""
     return (head + f": {'bit-exact' if o['outputs_equal'] else 'DIFFERENT'}, every frame's end "
             f"{'in the simulator cycle' if o['cycles_equal'] else 'in a DIFFERENT cycle'}; "
-            f"{o['verilator_seconds']:.1f} s, {o['verilator_cycles_per_second']:,} cycles/s")
+            f"{o['verilator_seconds']:.1f} s, {o['verilator_cycles_per_second']:,} cycles/s{runs}")

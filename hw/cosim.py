@@ -4,6 +4,8 @@ first differing layer, tensor, frame and element."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,40 +170,60 @@ def frame_done_cycles(design: Design, frames: int) -> tuple[np.ndarray, bool]:
 
 
 def cosimulate_outputs(design: Design, exe: Path, x: np.ndarray, expected: np.ndarray | None = None,
-                       timeout: float = 3600, done: tuple[np.ndarray, bool] | None = None) -> OutputCheck:
+                       timeout: float = 3600, done: tuple[np.ndarray, bool] | None = None,
+                       workers: int = 1) -> OutputCheck:
     """Run the compiled design (built for at least ``len(x)`` frames) on every frame of ``x`` without edge
     traces; ``expected``: the graph's output on ``x`` (default: the reference executor's); ``done``:
-    :func:`frame_done_cycles` of at least ``len(x)`` frames, if the caller has it."""
+    :func:`frame_done_cycles` of at least ``len(x)`` frames, if the caller has it.
+
+    ``workers`` > 1 splits the frames into that many runs at once, each from reset in its own folder. The
+    schedule does not depend on the data, so each run's frames leave in the cycles of the first frames of
+    one long run."""
     model = design.model
     x = dfg.check_frames(model, np.asarray(x))
     n = len(x)
     out_name = design.out_edge.tensors[0]
     want = execute(model, x)[out_name] if expected is None else np.asarray(expected)
     done, exact = done if done is not None else frame_done_cycles(design, n)
-    done = done[:n]
-    trace = verilator.run(design, exe, x, max_cycles=int(done[-1] * 1.5 + 1000), timeout=timeout,
-                          min_cycles=int(done[-1]), taps=False)
-    mismatches: list[str] = []
+    bounds = np.linspace(0, n, max(1, min(workers, n)) + 1).astype(int)
+    shards = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def one(k: int, a: int, b: int):
+        return verilator.run(design, exe, x[a:b], max_cycles=int(done[b - a - 1] * 1.5 + 1000), timeout=timeout,
+                             min_cycles=int(done[b - a - 1]), taps=False,
+                             workdir=None if len(shards) == 1 else design.rtl / f"run{k}")
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(len(shards)) as pool:  # each run is a Verilator process; the threads only wait
+        traces = list(pool.map(lambda s: one(s[0], *s[1]), enumerate(shards)))
+    seconds = time.perf_counter() - t0
+    cps = sum(t.cycles for t in traces) / seconds if seconds > 0 else 0.0
     beats = design.out_edge.beats
     producer = design.net.layers[design.out_edge.producer].op
-    got_n = len(trace.out_hex) // beats
-    if trace.timed_out or got_n < n:
-        mismatches.append(f"the RTL delivered {got_n} of {n} frames' outputs")
-        return OutputCheck(n, False, False, trace.seconds, trace.cycles / max(trace.seconds, 1e-9), mismatches)
-    got = hex_beats(trace.out_hex[: n * beats], producer.output_dtype(), producer.fold_of_output())
-    got = got.reshape(want.shape)
+    mismatches: list[str] = []
+    got, rtl_done = [], []
+    for (a, b), trace in zip(shards, traces):
+        got_n = len(trace.out_hex) // beats
+        if trace.timed_out or got_n < b - a:
+            mismatches.append(f"the RTL delivered {got_n} of frames {a}..{b - 1}'s outputs")
+            return OutputCheck(n, False, False, seconds, cps, mismatches)
+        got.append(hex_beats(trace.out_hex[: (b - a) * beats], producer.output_dtype(), producer.fold_of_output()))
+        rtl_done.append(trace.out_cycles[: (b - a) * beats].reshape(b - a, beats)[:, -1] + 1)
+    got = np.concatenate(got).reshape(want.shape)
     bad = np.flatnonzero((got.reshape(n, -1) != want.reshape(n, -1)).any(axis=1))
     if len(bad):
         k = int(bad[0])
         mismatches.append(f"output of frame {k}: RTL {got[k].ravel().tolist()}, reference "
                           f"{want[k].ravel().tolist()} ({len(bad)} of {n} frames differ)")
-    rtl_done = trace.out_cycles[: n * beats].reshape(n, beats)[:, -1] + 1
-    cycles_ok = bool(exact) and np.array_equal(rtl_done, done)
+    expected_done = np.concatenate([done[: b - a] for a, b in shards])
+    rtl_done = np.concatenate(rtl_done)
+    cycles_ok = bool(exact) and np.array_equal(rtl_done, expected_done)
     if not exact:
         mismatches.append("the simulator extrapolated past its event budget; the cycles cannot be compared")
     elif not cycles_ok:
-        k = int(np.flatnonzero(rtl_done != done)[0])
-        mismatches.append(f"frame {k}'s last output beat left in cycle {int(rtl_done[k]) - 1}, the simulator "
-                          f"says {int(done[k]) - 1}")
-    cps = trace.cycles / trace.seconds if trace.seconds > 0 else 0.0
-    return OutputCheck(n, not len(bad), cycles_ok and not len(bad), trace.seconds, cps, mismatches)
+        k = int(np.flatnonzero(rtl_done != expected_done)[0])
+        a = max(s[0] for s in shards if s[0] <= k)
+        run = f" of the run from frame {a}" if len(shards) > 1 else ""
+        mismatches.append(f"frame {k}'s last output beat left in cycle {int(rtl_done[k]) - 1}{run}, the simulator "
+                          f"says {int(expected_done[k]) - 1}")
+    return OutputCheck(n, not len(bad), cycles_ok and not len(bad), seconds, cps, mismatches)

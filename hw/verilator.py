@@ -126,11 +126,17 @@ def build(design: Design, frames_cap: int, timeout: float = 900, jobs: int | Non
 
 
 def run(design: Design, exe: Path, x_frames: np.ndarray, max_cycles: int, timeout: float = 600,
-        min_cycles: int = 0, taps: bool = True) -> Trace:
+        min_cycles: int = 0, taps: bool = True, workdir: Path | None = None) -> Trace:
     """Run the compiled design on frames (N, H, W, C) in the graph's input layout, at least ``min_cycles``
     cycles and until every output beat is out; reads back the traces (``taps=False``: the output beats only,
-    for long runs)."""
+    for long runs). ``workdir`` (default: the RTL folder) holds the run's input, output and traces, so that
+    several runs of one design can go at once."""
     rtl = design.rtl
+    if workdir is not None:
+        make_folder(workdir)
+        if (rtl / "mem").is_dir() and not (workdir / "mem").exists():  # the memories' $readmemh paths
+            os.symlink((rtl / "mem").resolve(), workdir / "mem", target_is_directory=True)
+        rtl = workdir
     e_in = design.in_edge
     layer = design.layers[e_in.consumer]
     lanes = layer.op.fold_of_input(layer.op.stream_inputs()[e_in.slot])

@@ -67,6 +67,33 @@ def test_outputs_of_every_frame_after_the_edge_checked_ones(tiny_folded, tmp_pat
         build(tiny_folded, tmp_path / "c", inputs=x, expected=labels, synth=False)
 
 
+def test_outputs_checked_in_several_runs_at_once(tiny_folded, tmp_path):
+    """The output check split into runs from reset (one per CPU in `onebit build`): the same verdict as one
+    run, and a differing output or end cycle names its frame in the whole set."""
+    from onebit.export.dataflow.executor import execute
+    from onebit.hw import verilator
+    from onebit.hw.cosim import cosimulate_outputs, frame_done_cycles
+
+    model = load_dataflow(tiny_folded)
+    x = random_inputs(model, 10)
+    design = generate(model, tmp_path)
+    exe = verilator.build(design, len(x), taps=False)
+    schedule = frame_done_cycles(design, len(x))
+    ok = cosimulate_outputs(design, exe, x, done=schedule, workers=3)
+    assert ok.frames == 10 and ok.outputs_equal and ok.cycles_equal and not ok.mismatches
+    assert sorted(p.name for p in design.rtl.glob("run*")) == ["run0", "run1", "run2"]
+    want = execute(model, x)[model.graph.output[0].name].copy()
+    want[8] = want[8] + 1  # a frame of the last run
+    bad = cosimulate_outputs(design, exe, x, want, done=schedule, workers=3)
+    assert not bad.outputs_equal and re.match(r"output of frame 8: RTL .* \(1 of 10 frames differ\)", bad.mismatches[0])
+    done, exact = schedule
+    late = done.copy()
+    late[3] += 1  # runs of 3, 3 and 4 frames: only the last has a fourth frame (frame 9 of the set)
+    off = cosimulate_outputs(design, exe, x, done=(late, exact), workers=3)
+    assert not off.cycles_equal and "frame 9's last output beat" in off.mismatches[0]
+    assert "of the run from frame 6" in off.mismatches[0]
+
+
 def test_mismatch_names_the_first_differing_layer(tiny_folded, tmp_path):
     model = load_dataflow(tiny_folded)
     design = generate(model, tmp_path)

@@ -464,6 +464,14 @@ def test_run_goes_on_from_a_trained_run(trained_run, tmp_path, capsys):
     assert train["train_time_s"] == pytest.approx(summary["train_time_s"])
     assert (tmp_path / "r" / "train" / "checkpoint.pt").read_bytes() == (run / "checkpoint.pt").read_bytes()
     assert result["results"]["export"]["integer_vs_dataflow"]["labels_identical"]
+    # run.toml names the network the run is, whatever a configuration file said
+    (tmp_path / "other.toml").write_text('[model]\narch = "wrn-8-2"\nabits = 2\n')
+    code, out, err = call(capsys, "run", "--config", tmp_path / "other.toml", "--checkpoint", run, "--out",
+                          tmp_path / "r", "--until", "export", "--json", "-q")
+    assert code == 0, err
+    saved = (tmp_path / "r" / "run.toml").read_text()
+    assert 'arch = "tiny"' in saved and "abits = 4" in saved
+    assert {r["status"] for r in json.loads(out)["stages"]} == {"skipped"}
     code, out, err = call(capsys, "run", "--checkpoint", run, "--out", tmp_path / "r", "--until", "pack", "--json",
                           "-q")
     assert code == 0 and {r["stage"]: r["status"] for r in json.loads(out)["stages"]} == {"train": "skipped",
@@ -492,6 +500,8 @@ def test_a_trained_run_is_checked_before_anything_runs(trained_run, tmp_path, ca
     assert_one_error_line(code, err, "--checkpoint", "trained on 'digits'", "'fashion-mnist'")
     code, _, err = call(capsys, "run", "--checkpoint", tmp_path / "nope", "--out", tmp_path / "r")
     assert_one_error_line(code, err, "--checkpoint", "nope", "no such run folder")
+    code, _, err = call(capsys, "run", "--checkpoint", run, "--abits", "2", "--out", tmp_path / "r")
+    assert_one_error_line(code, err, "--abits", "has abits 4, not 2")
     (tmp_path / "c.json").write_text("{}")
     code, _, err = call(capsys, "run", "--checkpoint", run, "--model", tmp_path / "c.json", "--out", tmp_path / "r")
     assert_one_error_line(code, err, "--checkpoint", "give one of them")

@@ -1,6 +1,6 @@
 """``onebit_fifo`` on its own, cycle by cycle against a model of the edge semantics (the simulator's): random
-depths, producer pipeline depths, reservation and pop patterns, so the bypass, memory and read-register paths
-all run with stalls on both sides."""
+depths (both sides of the block-RAM style's threshold), producer pipeline depths, reservation and pop
+patterns, so the direct, memory and read-register paths all run with stalls on both sides."""
 
 from __future__ import annotations
 
@@ -70,7 +70,8 @@ def model_trace(stim: np.ndarray, depth: int, pd: int) -> list[tuple[int, int, i
 
 
 @pytest.mark.parametrize("depth,pd,seed", [(1, 0, 0), (1, 2, 1), (2, 0, 2), (2, 1, 3), (3, 0, 4), (5, 3, 5),
-                                           (16, 1, 6), (40, 2, 7), (300, 4, 8)])
+                                           (16, 1, 6), (40, 2, 7), (63, 1, 9), (64, 0, 10), (65, 1, 11),
+                                           (64, 3, 12), (100, 2, 13), (300, 4, 8), (1000, 0, 14)])
 def test_fifo_matches_the_edge_semantics(tmp_path, depth, pd, seed):
     rng = np.random.default_rng(seed)
     n = 3000

@@ -176,8 +176,9 @@ def test_wrn_stages_with_stalls(tmp_path):
 
 
 def test_stream_styles_with_stalls(tmp_path):
-    """The shift-register generator: parallel windows (as the first conv, C=3) with even kernel and stride,
-    and a 1x1 stride-2 kernel moving one of two channel folds per beat; one-beat FIFOs behind them."""
+    """The streaming generator: parallel windows (as the first conv, C=3) with even kernel and stride, a 1x1
+    stride-2 kernel moving one of two channel folds per beat, and 3x3 windows with the line delays in a memory
+    and in a shift register; one-beat FIFOs behind them."""
     dt = "INT8"
     swg, (oh, ow) = swg_node("t0", "t1", "SWG_0", 5, 6, 3, 3, (2, 2), (2, 2), dt, parallel=1)
     tail = fmpadding_node("t1", "t2", "FMPadding_0", oh, ow, 12, 12, [1, 0, 0, 1], dt)
@@ -185,6 +186,13 @@ def test_stream_styles_with_stalls(tmp_path):
     swg, (oh, ow) = swg_node("t0", "t1", "SWG_0", 5, 4, 4, 2, (1, 1), (2, 2), dt)
     tail = fmpadding_node("t1", "t2", "FMPadding_0", oh, ow, 4, 2, [0, 1, 1, 0], dt)
     assert_cosim(chain([swg, tail], (1, 5, 4, 4), [dt] * 3), tmp_path / "1x1", frames=2, depths={"default": 1})
+    # 3x3 parallel windows over maps wide enough for the line delays in a memory (W >= 4), stride 1 and 2,
+    # and one too narrow for it (W = 3, the shift register); three frames back to back
+    for h, w, stride in ((5, 9, (1, 1)), (6, 7, (2, 2)), (4, 3, (1, 1))):
+        swg, (oh, ow) = swg_node("t0", "t1", "SWG_0", h, w, 2, 2, (3, 3), stride, dt, parallel=1)
+        tail = fmpadding_node("t1", "t2", "FMPadding_0", oh, ow, 18, 18, [0, 1, 1, 0], dt)
+        assert_cosim(chain([swg, tail], (1, h, w, 2), [dt] * 3), tmp_path / f"lines{w}", frames=3,
+                     depths={"default": 1})
 
 
 def test_stride_beyond_kernel(tmp_path):

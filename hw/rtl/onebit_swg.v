@@ -168,7 +168,9 @@ endmodule
 
 // onebit_swg_stream, for 1x1 kernels and the parallel-window style (one channel fold, KH*KW*SIMD channels
 // out per beat): step k reads input beat k and writes the window whose last beat it is, the earlier taps
-// from a shift register of the last (KH-1)*W + KW-1 beats; 2 idle steps end the frame.
+// from the last (KH-1)*W + KW-1 beats: KH-1 line delays of W beats in a memory (block RAM or LUT RAM) and
+// KW-1 beats per row in registers, or all of them in a shift register for narrow maps; 2 idle steps end
+// the frame.
 module onebit_swg_stream #(
     parameter integer BW = 8,  // input beat width: SIMD * element bits
     parameter integer CF = 1,  // channel folds (1 unless the kernel is 1x1)
@@ -179,7 +181,8 @@ module onebit_swg_stream #(
     parameter integer SH = 1,
     parameter integer SW = 1,
     parameter integer OH = 1,
-    parameter integer OW = 1
+    parameter integer OW = 1,
+    parameter integer LINES_MIN_W = 4  // from this width on (KH > 1): the line delays in a memory
 ) (
     input  wire               clk,
     input  wire               rst,
@@ -246,9 +249,45 @@ module onebit_swg_stream #(
         end
     end
 
-    genvar t;
+    genvar t, k, j;
     generate
-        if (L > 0) begin : delay
+        if (KH > 1 && W >= LINES_MIN_W) begin : lines
+            // the KH-1 line delays of W beats in one memory of (KH-1)*BW bits x W read through a register
+            // (block RAM or LUT RAM), and each row's last KW-1 beats in a shift register
+            localparam integer LW = (KH - 1) * BW;
+            localparam integer PAW = $clog2(W);
+            reg [LW-1:0] lmem [0:W-1];
+            reg [LW-1:0] lq;  // lmem[p] before this step's write: row k's beat k*W steps ago at (k-1)*BW
+            reg [PAW-1:0] p;
+            wire [PAW-1:0] p_next = p == PAW'(W - 1) ? 0 : p + 1'b1;
+            wire [KH*BW-1:0] rows = {lq, in_data};  // row k: the beat read k*W steps ago, at k*BW
+            always @(posedge clk) begin
+                if (in_ready) lmem[p] <= rows[LW-1:0];
+                lq <= lmem[in_ready ? p_next : p];
+                if (rst) p <= 0;
+                else if (in_ready) p <= p_next;
+            end
+            for (k = 0; k < KH; k = k + 1) begin : row
+                wire [BW-1:0] now = rows[k*BW +: BW];
+                if (KW > 1) begin : cols
+                    reg [BW-1:0] csr [0:KW-2];  // csr[j-1]: row k's beat j steps ago
+                    integer s;
+                    always @(posedge clk) begin
+                        if (in_ready) begin
+                            csr[0] <= now;
+                            for (s = 1; s < KW - 1; s = s + 1) csr[s] <= csr[s - 1];
+                        end
+                    end
+                end
+                for (j = 0; j < KW; j = j + 1) begin : col  // tap (KH-1-k, KW-1-j): k*W + j beats ago
+                    if (j == 0) begin : now_tap
+                        assign out_data[((KH - 1 - k) * KW + KW - 1) * BW +: BW] = now;
+                    end else begin : past_tap
+                        assign out_data[((KH - 1 - k) * KW + KW - 1 - j) * BW +: BW] = row[k].cols.csr[j - 1];
+                    end
+                end
+            end
+        end else if (L > 0) begin : delay
             reg [BW-1:0] sr [0:L-1];  // sr[d-1]: the beat read d steps ago
             integer s;
             always @(posedge clk) begin

@@ -115,6 +115,19 @@ def test_shallow_shortcut_deadlocks(tmp_path):
         cosimulate(m, random_frames(m, 1), tmp_path, depths={"d1": 1})
 
 
+def test_width_converters_of_whole_ratios(tmp_path):
+    """A multiple of the width each way (the shift-register and slot styles) and a ratio of 3:2 (the shifter),
+    in a chain with one-beat FIFOs: every step stalls on the next; three frames back to back."""
+    shape, dt = (1, 2, 3, 12), "INT4"
+    nodes = [dwc("StreamingDataWidthConverter_0", "x", "a", shape, dt, 12, 3),  # down by 4
+             dwc("StreamingDataWidthConverter_1", "a", "b", shape, dt, 3, 2),   # 3:2
+             dwc("StreamingDataWidthConverter_2", "b", "c", shape, dt, 2, 6),   # up by 3
+             dwc("StreamingDataWidthConverter_3", "c", "y", shape, dt, 6, 12)]  # up by 2
+    m = dataflow_graph(nodes, ("x", shape, dt), ("y", shape, dt), dtypes={t: dt for t in "abc"})
+    assert_cosim(m, tmp_path / "a", frames=3, depths={"default": 1})
+    assert_cosim(m, tmp_path / "b", frames=3)
+
+
 @SETTINGS
 @given(st.data())
 def test_random_channelpad_dwc(tmp_path_factory, data):

@@ -13,6 +13,7 @@ from qonnx.core.datatype import DataType
 from hwkit import assert_cosim, dataflow_graph
 from testkit import call
 from onebit.errors import UnsupportedError
+from onebit.export.dataflow import graph as dfg
 from onebit.export.dataflow.base import make_node
 from onebit.export.dataflow.ops.mvau import MVAU
 from onebit.export.dataflow.ops.thresholding import Thresholding
@@ -214,6 +215,8 @@ def test_two_bit_net_builds(tmp_path, capsys):
     (27, "BIPOLAR", "BIPOLAR", 0),   # padded to 32 leaves, raw popcount sums
     (32, "BIPOLAR", "BINARY", 3),    # bipolar inputs, 0/1 weights: signed +-1 leaves
     (128, "UINT4", "BIPOLAR", 15),   # 1-bit weights x 4-bit codes, seven levels
+    (96, "INT5", "BIPOLAR", 0),      # x or ~x leaves, signed: raw sums start from the -1 counts
+    (33, "UINT8", "BIPOLAR", 0),     # x or ~x leaves one bit wider for unsigned codes, padded to 64
     (9, "INT8", "INT3", 0),          # bit planes after a four-level tree
 ])
 def test_wide_pipelined_trees(tmp_path, simd, in_dt, wdt, steps):
@@ -241,3 +244,21 @@ def test_tree_stages_are_checked_by_the_rtl(tmp_path):
         tools.run([*tools.verilator_cmd(), "--lint-only", "-Wno-PINMISSING", "--top-module", "t",
                    "t.v", str(RTL_DIR / "onebit_mvau.v"), str(RTL_DIR / "onebit_thresh.v"),
                    str(RTL_DIR / "onebit_delay.v")], cwd=tmp_path, timeout=120, env=tools.verilator_env())
+
+
+def test_bipolar_weights_start_from_their_minus_counts(tmp_path):
+    """+1/-1 weights on 4-bit codes: one tree per PE of x or ~x (no second tree summing every x), and the
+    accumulator of output channel nf*PE + p starts from its count of -1 weights, word nf of the c memory."""
+    rng = np.random.default_rng(7)
+    node, inits, out_dt = mvau_layer("MVAU_0", "x", "y", 12, 6, 2, 4, [1, 1, 2], "UINT4", rng, "BIPOLAR", 0)
+    m = dataflow_graph([node], ("x", (1, 1, 2, 12), "UINT4"), ("y", (1, 1, 2, 6), out_dt), inits)
+    from onebit.hw.layers import rtl_layer
+
+    layer = rtl_layer(dfg.get_op(m.graph.node[0]), m)
+    sw = layer.params()["SW"]
+    files = layer.write_memories(tmp_path)
+    words = [int(w, 16) for w in (tmp_path / f"{layer.ident}_c.mem").read_text().split()]
+    minus = (inits["MVAU_0_w"] < 0).sum(0)
+    assert words == [int(minus[2 * nf]) + (int(minus[2 * nf + 1]) << sw) for nf in range(3)]
+    assert any(f.name.endswith("_c.mem") for f in files) and layer.params()["CMEM"].endswith("_c")
+    assert_cosim(m, tmp_path / "cosim", frames=2)

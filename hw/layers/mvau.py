@@ -87,11 +87,25 @@ class MVAURTL(RTLLayer):
              **weights, "SW": max(2, signed_bits(*self.sum_range)),
              "THRESH": int(op.has_thresholds()), "OB": odt.bitwidth(), "TREE_STAGES": op.tree_stages(),
              "WG": self._column_bits(), "WMEM": self.mem_prefix("w")}
+        if self._minus_counts():
+            p["CMEM"] = self.mem_prefix("c")
         if op.has_thresholds():
             t = self._thr()
             p.update(TW=t["TW"], STAGES=t["stages"], SHARED=t["shared"], OUT_BIAS=0 if odt.name == "BIPOLAR" else op.attr("ActVal"),
                      TMEM=self.mem_prefix("t"))
         return p
+
+    def _minus_counts(self) -> bool:
+        """+1/-1 weights on inputs other than BIPOLAR: the RTL sums x or ~x = -x - 1 and starts each output's
+        accumulator from the count of its -1 weights (``minus_counts``)."""
+        op = self.op
+        return self.wbits == 1 and op.attr_dtype("weightDataType").name == "BIPOLAR" and \
+            op.input_dtype().name != "BIPOLAR"
+
+    def minus_counts(self) -> np.ndarray:
+        """(NF, PE): the number of -1 weights of output channel nf*PE + p."""
+        op = self.op
+        return (self.weights < 0).sum(0).reshape(op.attr("MH") // op.attr("PE"), op.attr("PE"))
 
     def _column_bits(self) -> int:
         op = self.op
@@ -120,6 +134,10 @@ class MVAURTL(RTLLayer):
             bits = min(group, width - lo)
             files.append(write_mem(memdir / f"{name}_g{g:03d}.mem", [(w >> lo) & ((1 << bits) - 1) for w in words],
                                    bits))
+        if self._minus_counts():
+            sw = max(2, signed_bits(*self.sum_range))
+            words = [sum(int(c) << (p * sw) for p, c in enumerate(row)) for row in self.minus_counts()]
+            files.append(write_mem(memdir / f"{Path(self.mem_prefix('c')).name}.mem", words, pe * sw))
         if op.has_thresholds():
             t = self._thr()
             files += write_threshold_memories(memdir, self.mem_prefix("t"), t["table"], pe, t["stages"], t["TW"])

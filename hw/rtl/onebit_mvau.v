@@ -3,8 +3,10 @@
 // input vector and keep it in a buffer for the later folds; every step with sf = SF-1 writes PE outputs.
 // Weights are WBITS bit planes: weight word nf*SF + sf holds bit b of W[sf*SIMD + s][nf*PE + p] in bit
 // b*PE*SIMD + p*SIMD + s (its columns in WG-bit memories, below). Each plane runs through its own adder trees of conditional adds.
-// WBITS = 1: the bit is +1 / -1 if W_BIPOLAR (w.x = 2 * (sum of the x with w = +1) - sum of x), else 1 / 0;
-// with BIPOLAR inputs too, XNOR and popcount (w.x = 2 * #{w = x} - SIMD).
+// WBITS = 1: the bit is +1 / -1 if W_BIPOLAR, else 1 / 0. +1 / -1 weights take x or ~x = -x - 1 (one tree per
+// PE, leaves signed), and the accumulator starts each output from the count of its -1 weights (CMEM, one
+// word of PE counts per fold) to make up the -1s; with BIPOLAR inputs too, XNOR and popcount
+// (w.x = 2 * #{w = x} - SIMD).
 // WBITS = k >= 2: w = sum_b 2^b * w_b, the top plane weighted -2^(k-1) if W_SIGNED (two's complement), so
 // w.x = sum_b +-2^b * (sum of the x whose weight has bit b set): shifted adds, one subtract.
 //
@@ -38,7 +40,8 @@ module onebit_mvau #(
     parameter integer SHARED = 0,       // one threshold table for every channel (onebit_thresh)
     parameter integer WG = 36,         // weight memory column width (bits)
     parameter WMEM = "w",
-    parameter TMEM = "thr"
+    parameter TMEM = "thr",
+    parameter CMEM = "c"                // BIPOLAR weights, other inputs: per output channel, its -1 weights
 ) (
     input  wire               clk,
     input  wire               rst,
@@ -114,9 +117,13 @@ module onebit_mvau #(
         localparam integer XNOR = IN_BIPOLAR != 0 && WBITS == 1 && W_BIPOLAR != 0 ? 1 : 0;
         localparam integer TSIGNED = XNOR == 0 && (IN_SIGNED != 0 || IN_BIPOLAR != 0) ? 1 : 0;
         localparam integer LW = XNOR != 0 ? 1 : IN_BIPOLAR != 0 ? 2 : IW;
+        // +1 / -1 weights on other inputs: the leaves are x or ~x, signed (one bit more for unsigned codes)
+        localparam integer PM = WBITS == 1 && W_BIPOLAR != 0 && XNOR == 0 ? 1 : 0;
+        localparam integer VW = PM != 0 && TSIGNED == 0 ? LW + 1 : LW;  // leaf width
+        localparam integer VSIGNED = TSIGNED != 0 || PM != 0 ? 1 : 0;
         localparam integer L = SIMD > 1 ? $clog2(SIMD) : 0;
         localparam integer P2 = 1 << L;
-        localparam integer RW = LW + L;  // root width
+        localparam integer RW = VW + L;  // root width
         localparam integer D = (L + 1) / 2 + 3;
         if (D != TREE_STAGES) begin : bad_tree_stages
             $error("onebit_mvau: TREE_STAGES differs from the adder tree's depth");
@@ -139,33 +146,33 @@ module onebit_mvau #(
             end
         end
 
-        // root[b*PE + p]: the sum of the elements whose weight in lane p has bit b set (XNOR: the matches);
-        // root[WBITS*PE]: the sum of all elements (BIPOLAR weights, not XNOR)
+        // root[b*PE + p]: the sum of the elements whose weight in lane p has bit b set (XNOR: the matches;
+        // PM: x where the weight is +1, ~x where it is -1)
         localparam integer TREES = WBITS * PE;
-        localparam integer ALL = WBITS == 1 && W_BIPOLAR != 0 && XNOR == 0 ? 1 : 0;
-        wire [RW-1:0] root [0:TREES];
-        for (t = 0; t < TREES + ALL; t = t + 1) begin : tree
+        wire [RW-1:0] root [0:TREES-1];
+        for (t = 0; t < TREES; t = t + 1) begin : tree
             wire [RW-1:0] node [1:2*P2-1];  // a heap: node i = node 2i + node 2i+1, leaves P2..2*P2-1
             for (i = 0; i < P2; i = i + 1) begin : leaf
-                wire [LW-1:0] v;
+                wire [VW-1:0] v;
                 if (i >= SIMD) begin : pad
-                    assign v = {LW{1'b0}};
+                    assign v = {VW{1'b0}};
                 end else if (XNOR != 0) begin : match
                     assign v = ~(wr[t*SIMD + i] ^ xr[i*IW]);
-                end else if (t == TREES) begin : all
-                    assign v = xv[i];
+                end else if (PM != 0) begin : pm
+                    wire [VW-1:0] e = VW'(xv[i]);  // zero-extended where unsigned
+                    assign v = wr[t*SIMD + i] ? e : ~e;
                 end else begin : sel
-                    assign v = wr[t*SIMD + i] ? xv[i] : {LW{1'b0}};
+                    assign v = wr[t*SIMD + i] ? xv[i] : {VW{1'b0}};
                 end
                 assign node[P2 + i] = RW'(v);
             end
             for (i = 1; i < P2; i = i + 1) begin : add
                 localparam integer H = L + 1 - $clog2(i + 1);  // height above the leaves: 1 .. L
-                localparam integer CW = LW + H - 1;             // the children's width
+                localparam integer CW = VW + H - 1;             // the children's width
                 wire [CW-1:0] ca = node[2*i][CW-1:0];
                 wire [CW-1:0] cb = node[2*i + 1][CW-1:0];
-                wire [CW:0] sum = (TSIGNED != 0 ? {ca[CW-1], ca} : {1'b0, ca}) +
-                                  (TSIGNED != 0 ? {cb[CW-1], cb} : {1'b0, cb});
+                wire [CW:0] sum = (VSIGNED != 0 ? {ca[CW-1], ca} : {1'b0, ca}) +
+                                  (VSIGNED != 0 ? {cb[CW-1], cb} : {1'b0, cb});
                 if (H % 2 == 0 || H == L) begin : stage
                     reg [CW:0] r;
                     always @(posedge clk) r <= sum;
@@ -176,18 +183,15 @@ module onebit_mvau #(
             end
             assign root[t] = node[1];
         end
-        if (ALL == 0) begin : no_all
-            assign root[TREES] = {RW{1'b0}};
-        end
 
         // each root as an SW-bit two's complement number (modulo 2^SW: the final sums fit)
-        wire [SW-1:0] wide [0:TREES];
-        wire [SW-1:0] twice [0:TREES];  // 2 * wide
-        for (t = 0; t <= TREES; t = t + 1) begin : widen
+        wire [SW-1:0] wide [0:TREES-1];
+        wire [SW-1:0] twice [0:TREES-1];  // 2 * wide
+        for (t = 0; t < TREES; t = t + 1) begin : widen
             if (SW <= RW) begin : trim
                 assign wide[t] = root[t][SW-1:0];
             end else begin : extend
-                assign wide[t] = {{(SW - RW){TSIGNED != 0 ? root[t][RW-1] : 1'b0}}, root[t]};
+                assign wide[t] = {{(SW - RW){VSIGNED != 0 ? root[t][RW-1] : 1'b0}}, root[t]};
             end
             assign twice[t] = {wide[t][SW-2:0], 1'b0};
         end
@@ -205,13 +209,26 @@ module onebit_mvau #(
         wire          acc_first = flags[D-1][GW-2];
         wire [FW-1:0] acc_fold = flags[D-1][FW-1:0];
 
+        // PM: the count of the -1 weights of each output channel of the fold the accumulator starts, read
+        // a cycle ahead from the flags one stage earlier (D >= 3)
+        wire [PE*SW-1:0] start;
+        if (PM != 0) begin : minus
+            reg [PE*SW-1:0] cmem [0:NF-1];
+            initial $readmemh({CMEM, ".mem"}, cmem);
+            reg [PE*SW-1:0] c_r;
+            always @(posedge clk) c_r <= cmem[flags[D-2][FW-1:0]];
+            assign start = c_r;
+        end else begin : zero
+            assign start = {(PE*SW){1'b0}};
+        end
+
         wire [PE*SW-1:0] sums;
         for (p = 0; p < PE; p = p + 1) begin : pe
             wire [SW-1:0] dot;
             if (XNOR != 0) begin : xnor_pop
                 assign dot = twice[p] - SW'(SIMD);
             end else if (WBITS == 1) begin : one
-                assign dot = W_BIPOLAR != 0 ? twice[p] - wide[TREES] : wide[p];
+                assign dot = wide[p];
             end else begin : planes
                 wire [SW-1:0] part [0:WBITS];  // part[b]: the planes below b, weighted
                 assign part[0] = {SW{1'b0}};
@@ -228,7 +245,7 @@ module onebit_mvau #(
             reg  [SW-1:0] dot_r;
             always @(posedge clk) dot_r <= dot;
             reg  [SW-1:0] acc;
-            wire [SW-1:0] sum = (acc_first ? {SW{1'b0}} : acc) + dot_r;
+            wire [SW-1:0] sum = (acc_first ? start[p*SW +: SW] : acc) + dot_r;
             always @(posedge clk) if (acc_fire) acc <= sum;
             assign sums[p*SW +: SW] = sum;
             if (THRESH == 0) begin : raw

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import time
@@ -36,6 +37,9 @@ class Stage:
     summary: Callable[[dict], str] | None = None  # the log's line about a result
     resumable: bool = False  # continues its own partial work after an interruption (training)
     params: dict[str, str] = field(default_factory=dict)  # library parameter -> the config key it is given
+    # onebit's own subpackages whose source (Python, Verilog, C++) is part of the key: a changed generator
+    # rebuilds what it generates, even within one version
+    code: tuple[str, ...] = ()
 
 
 @dataclass
@@ -78,6 +82,19 @@ def _pick(cfg: dict, item: str):
     return cfg[section][key] if key else cfg[section]
 
 
+CODE_SUFFIXES = (".py", ".v", ".sv", ".cpp", ".h")
+
+
+@functools.lru_cache(maxsize=None)
+def code_hash(subpackage: str) -> str:
+    """A hash of the source files of one of onebit's subpackages (e.g. "hw", "export/dataflow")."""
+    root = Path(__file__).resolve().parent.parent / subpackage
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.suffix in CODE_SUFFIXES and "__pycache__" not in p.parts):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def stage_key(stage: Stage, ctx: Context) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -87,6 +104,8 @@ def stage_key(stage: Stage, ctx: Context) -> str:
         onebit_version = "unknown"
     parts = {"stage": stage.name, "onebit": onebit_version, "config": {c: _pick(ctx.cfg, c) for c in stage.config},
              "reads": {r: ctx.file_hash(r) for r in stage.reads}}
+    if stage.code:
+        parts["code"] = {c: code_hash(c) for c in stage.code}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 

@@ -166,6 +166,25 @@ def toy_stages(calls: list[str], fail: set[str] = frozenset()) -> list[Stage]:
             Stage("b", make("b", "a.txt", "b.txt"), config=("hw.clock_mhz",), reads=("a.txt",), writes=("b.txt",))]
 
 
+def test_a_changed_generator_reruns_its_stage(tmp_path, monkeypatch):
+    """A stage whose key names onebit's own code runs again when that code changes (a new RTL generator, the
+    same version); the others stay skipped."""
+    from dataclasses import replace
+
+    from onebit.flow import engine
+
+    calls, cfg = [], config.merge()
+    stages = lambda: [replace(s, code=("hw",)) if s.name == "b" else s for s in toy_stages(calls)]  # noqa: E731
+    run_stages(stages(), Context(cfg, tmp_path))
+    run_stages(stages(), Context(cfg, tmp_path))
+    assert calls == ["a", "b"]
+    real = engine.code_hash
+    monkeypatch.setattr(engine, "code_hash", lambda sub: "edited" if sub == "hw" else real(sub))
+    run_stages(stages(), Context(cfg, tmp_path))
+    assert calls == ["a", "b", "b"]
+    assert engine.code_hash("hw") != engine.code_hash("sim") and len(real("hw")) == 64
+
+
 def test_stamps_skip_rerun_and_resume(tmp_path):
     calls, log = [], []
     cfg = config.merge()

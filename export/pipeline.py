@@ -26,7 +26,7 @@ from onebit.atomic import check_output, make_folder, write_bytes, write_json
 from onebit.errors import ParityError, UnsupportedError, check_fits_memory
 from onebit.export import graphs
 from onebit.export.dataflow import graph as dfg
-from onebit.export.dataflow.executor import execute
+from onebit.export.dataflow.executor import execute_frames
 from onebit.export.dataflow.convert import to_dataflow
 from onebit.export.integer import META_OUTPUT, integer_output_name, to_integer_graph
 from onebit.export.integer_input import InputSpec, input_spec as make_input_spec, integer_input_codes
@@ -81,6 +81,22 @@ def _stream_layout(codes: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(codes.transpose(0, 2, 3, 1) if codes.ndim == 4 else codes)
 
 
+#: frames per execution of a QONNX or integer graph in the checks: every tensor of a call is kept, so all 10,000
+#: Fashion-MNIST test images at once would take about 25 GB for wrn-8-2
+CHECK_CHUNK = 250
+
+
+def _run_in_chunks(model: ModelWrapper, x: np.ndarray, names: tuple[str, ...] | None = None):
+    """``graphs.run`` over CHECK_CHUNK frames at a time: the graph's output, or the tensors ``names``."""
+    parts = []
+    for i in range(0, len(x), CHECK_CHUNK):
+        out = graphs.run(model, x[i:i + CHECK_CHUNK], return_all=names is not None)
+        parts.append(out if names is None else {k: out[k] for k in names})
+    if names is None:
+        return np.concatenate(parts)
+    return {k: np.concatenate([p[k] for p in parts]) for k in names}
+
+
 def lower_and_check(qonnx: ModelWrapper, codes: np.ndarray, float_input: np.ndarray, passes: Passes,
                     torch_logits: np.ndarray | None = None, top_k: int = 1,
                     input_spec: InputSpec | None = None) -> tuple[ModelWrapper, ModelWrapper, dict]:
@@ -92,7 +108,7 @@ def lower_and_check(qonnx: ModelWrapper, codes: np.ndarray, float_input: np.ndar
     """
     report: dict = {"frames": int(len(codes))}
     with passes.step("execute QONNX"):
-        q_logits = graphs.run(qonnx, float_input)
+        q_logits = _run_in_chunks(qonnx, float_input)
     if torch_logits is not None:
         diff = float(np.abs(q_logits - torch_logits).max())
         agree = float((q_logits.argmax(1) == torch_logits.argmax(1)).mean())
@@ -105,7 +121,7 @@ def lower_and_check(qonnx: ModelWrapper, codes: np.ndarray, float_input: np.ndar
         integer = to_integer_graph(qonnx, input_spec)
     codes = integer_input_codes(integer, codes)
     with passes.step("execute integer graph"):
-        ctx = graphs.run(integer, codes, return_all=True)
+        ctx = _run_in_chunks(integer, codes, (integer.graph.output[0].name, integer_output_name(integer)))
         i_logits = ctx[integer.graph.output[0].name]
         i_scores = ctx[integer_output_name(integer)].reshape(len(codes), -1)
     diff = float(np.abs(i_logits - q_logits).max())
@@ -125,7 +141,7 @@ def lower_and_check(qonnx: ModelWrapper, codes: np.ndarray, float_input: np.ndar
     with passes.step("convert to dataflow graph"):
         dataflow = to_dataflow(integer, top_k=top_k)
     with passes.step("execute dataflow graph"):
-        res = execute(dataflow, _stream_layout(codes))
+        res = execute_frames(dataflow, _stream_layout(codes))
     d_scores = res[dfg.scores_name(dataflow)].reshape(len(codes), -1)
     labels = res[dataflow.graph.output[0].name].reshape(len(codes), -1)
     scores_equal = bool(np.array_equal(d_scores, i_scores))
